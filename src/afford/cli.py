@@ -1,0 +1,69 @@
+"""The ``afford`` command.
+
+Each area registers its own sub-commands: a module listed in ``COMMAND_MODULES`` defines
+``register(groups)`` where ``groups`` maps ``"top"`` to the top-level sub-parsers and
+``"train"``, ``"eval"``, ``"synth"`` to the sub-parsers of those command groups.  Handlers are
+set with ``parser.set_defaults(func=handler)``; a handler takes the parsed ``args`` and returns
+an exit code (or None for 0).  Modules must import cheaply: heavy imports go inside handlers,
+so ``afford --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from afford import __version__
+from afford.errors import AffordError
+
+COMMAND_MODULES = [
+    "afford.info",
+]
+
+GROUPS = {
+    "train": "train a model from a YAML config",
+    "eval": "evaluate a checkpoint; writes results.json",
+    "synth": "write a synthetic dataset (offline, deterministic for a seed)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="afford",
+        description="What objects are for: affordance grounding and dense functional "
+        "correspondence (ICCV 2025 methods).",
+    )
+    parser.add_argument("--version", action="version", version=f"afford {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {"top": top}
+    for name, help_text in GROUPS.items():
+        group = top.add_parser(name, help=help_text, description=help_text)
+        groups[name] = group.add_subparsers(dest=f"{name}_target", metavar="WHAT", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code = args.func(args)
+    except AffordError as exc:
+        print(f"afford: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("afford: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets, transforms and safe I/O shared by both tasks."""

@@ -1,0 +1,151 @@
+"""Safe file I/O: every write is atomic (temporary file in the same folder, then rename).
+
+Nothing already on disk is lost if a write fails half-way: the old file stays until the new
+one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from afford.errors import AffordError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary name keeps the suffix of ``path`` so libraries that pick a format from the
+    extension (PIL, OpenCV, trimesh, safetensors) still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 ``text`` to ``path``."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented, key-sorted JSON (numpy scalars/arrays allowed)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, with an error naming the file when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise AffordError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AffordError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Atomically write a compressed ``.npz`` (deterministic bytes for identical arrays)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` into memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise AffordError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (ValueError, OSError) as exc:
+        raise AffordError(f"{path}: not a readable .npz file ({exc})") from exc
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB (H,W,3). Grey and RGBA images are converted.
+
+    Raises AffordError naming the file when it is missing or not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AffordError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+
+
+def read_gray(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 greyscale (H,W) (e.g. AGD20K GT maps)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AffordError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
+    """Atomically write a uint8 (H,W) or (H,W,3) image; format from the suffix (png/jpg)."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise AffordError(f"{path}: write_image expects uint8, got {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise AffordError(f"{path}: write_image expects (H,W) or (H,W,3|4), got {image.shape}")
+    suffix = Path(path).suffix.lower()
+    kwargs: dict[str, Any] = {}
+    if suffix in (".jpg", ".jpeg"):
+        kwargs = {"quality": quality, "subsampling": 0}
+    elif suffix == ".png":
+        kwargs = {"optimize": False}
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, **kwargs)
+    return Path(path)

@@ -1,0 +1,115 @@
+"""Checkpoints as a folder: ``model.safetensors`` + ``config.json`` (no pickle anywhere).
+
+Optionally ``optimizer.safetensors`` (+ its non-tensor state inside config.json) so training
+can resume exactly.  Folders are written to a temporary sibling and renamed into place, so a
+crash never leaves a half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from afford.data.io import read_json, write_json
+from afford.errors import AffordError
+
+FORMAT_VERSION = 1
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for name, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: torch.nn.Module | dict[str, torch.Tensor],
+    config: dict,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``model`` weights, JSON ``config`` and optional optimizer/extra state to ``directory``.
+
+    ``config`` must say how to rebuild the model (it is stored verbatim under "config");
+    ``extra`` holds training state (epoch, metrics, history...).  Atomic: the folder appears
+    complete or not at all.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    meta: dict[str, Any] = {"format": FORMAT_VERSION, "config": config, "extra": extra or {}}
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
+    try:
+        save_file(tensors, str(tmp / "model.safetensors"))
+        if optimizer is not None:
+            opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+            meta["optimizer"] = opt_meta
+        write_json(tmp / "config.json", meta)
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_checkpoint(
+    directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint folder -> {"state_dict", "config", "extra", "optimizer" (or None)}.
+
+    Raises AffordError naming the folder when it is not a checkpoint.
+    """
+    directory = Path(directory)
+    weights = directory / "model.safetensors"
+    if not directory.is_dir() or not weights.is_file() or not (directory / "config.json").is_file():
+        raise AffordError(
+            f"{directory}: not an afford checkpoint (expected a folder with model.safetensors "
+            "and config.json)"
+        )
+    meta = read_json(directory / "config.json")
+    if meta.get("format") != FORMAT_VERSION:
+        raise AffordError(f"{directory}: unsupported checkpoint format {meta.get('format')!r}")
+    state = load_file(str(weights), device=str(map_location))
+    optimizer = None
+    if "optimizer" in meta and (directory / "optimizer.safetensors").is_file():
+        opt_tensors = load_file(str(directory / "optimizer.safetensors"), device=str(map_location))
+        optimizer = _unflatten_optimizer(opt_tensors, meta["optimizer"])
+    return {
+        "state_dict": state,
+        "config": meta["config"],
+        "extra": meta.get("extra", {}),
+        "optimizer": optimizer,
+    }
