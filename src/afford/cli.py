@@ -20,6 +20,7 @@ from afford.errors import AffordError
 
 COMMAND_MODULES = [
     "afford.info",
+    "afford.synth.cli",
 ]
 
 GROUPS = {
