@@ -21,6 +21,8 @@ from afford.errors import AffordError
 COMMAND_MODULES = [
     "afford.info",
     "afford.synth.cli",
+    "afford.synth.corr_cli",
+    "afford.synth.cli",
 ]
 
 GROUPS = {
