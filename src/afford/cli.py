@@ -22,7 +22,6 @@ COMMAND_MODULES = [
     "afford.info",
     "afford.synth.cli",
     "afford.synth.corr_cli",
-    "afford.synth.cli",
 ]
 
 GROUPS = {

@@ -1,0 +1,152 @@
+"""Frozen DINO ViT-S/16 (timm ``vit_small_patch16_224``): last-block keys and CLS attention.
+
+The descriptors of Selective Contrastive Learning (REFERENCE_NOTES A) are the last block's
+attention **keys**, laid out with channel = d * num_heads + head, plus the last block's
+CLS->patch attention of every head. Both are re-computed from the output of the last block's
+``attn.qkv`` projection, captured by a forward hook while timm runs its own forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
+from afford.backbones.weights import file_fingerprint, load_into, read_state_dict, resolve_weights
+from afford.errors import AffordError
+
+VARIANTS = ("vits16", "tiny")
+TIMM_NAME = "vit_small_patch16_224"
+TINY_ARGS = dict(patch_size=16, embed_dim=96, depth=4, num_heads=6)
+
+
+def split_qkv(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a qkv projection output (B, N, 3*D) into q, k, v each (B, heads, N, D/heads),
+    using timm's layout (the 3*D axis is [q | k | v], each head-major)."""
+    b, n, three_d = qkv.shape
+    head_dim = three_d // (3 * num_heads)
+    q, k, v = qkv.reshape(b, n, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    return q, k, v
+
+
+def keys_map(k: torch.Tensor, grid: int) -> torch.Tensor:
+    """Patch keys (B, heads, 1+grid^2, hd) -> map (B, hd*heads, grid, grid) with
+    channel = d * heads + head (the released code's interleaved layout); the CLS token is
+    dropped."""
+    b, h, n, hd = k.shape
+    flat = k[:, :, 1:].permute(0, 3, 1, 2).reshape(b, hd * h, n - 1)
+    return flat.reshape(b, hd * h, grid, grid)
+
+
+def cls_attention(q: torch.Tensor, k: torch.Tensor, grid: int) -> torch.Tensor:
+    """CLS->patch attention (B, heads, grid, grid) of one block: softmax over all tokens of
+    q_cls . k^T / sqrt(hd), then the CLS column is dropped (rows do not re-normalise)."""
+    b, h, n, hd = q.shape
+    logits = (q[:, :, :1] @ k.transpose(-2, -1)) * hd**-0.5  # (B, h, 1, N)
+    attn = logits.softmax(dim=-1)[:, :, 0, 1:]
+    return attn.reshape(b, h, grid, grid)
+
+
+def build_vit(variant: str):
+    """timm ViT for ``variant`` ("vits16" | "tiny"), random init (seeded for reproducibility)."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    with seeded(TINY_SEED):
+        if variant == "vits16":
+            return timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
+        return VisionTransformer(img_size=224, num_classes=0, **TINY_ARGS)
+
+
+class DinoBackbone(FrozenBackbone):
+    """Frozen DINO ViT; ``forward(images (B,3,224,224) in [0,1])`` returns a dict:
+
+    - ``keys`` (B, D, 14, 14): last block's attention keys, channel = d * num_heads + head;
+    - ``cls_attn`` (B, num_heads, 14, 14): last block's CLS->patch attention (softmax over all
+      197 tokens, CLS column dropped);
+    - ``tokens`` (B, 196, D): patch tokens of the final output (after the final norm).
+
+    Attributes: ``feat_dim`` (D), ``num_heads``, ``patch_size``, ``input_size``, ``grid``,
+    ``model_id``, ``vit`` (the timm model).
+    """
+
+    def __init__(self, vit: nn.Module, model_id: str) -> None:
+        super().__init__(model_id=model_id, normalize="imagenet")
+        self.vit = vit
+        attn = vit.blocks[-1].attn
+        if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.k_norm, nn.Identity):
+            raise AffordError("DINO backbone: qk-norm ViTs are not supported")
+        self.feat_dim = int(vit.embed_dim)
+        self.num_heads = int(attn.num_heads)
+        self.patch_size = int(vit.patch_embed.patch_size[0])
+        self.grid = self.input_size // self.patch_size
+        self._recording = False
+        self._qkv: torch.Tensor | None = None
+        attn.qkv.register_forward_hook(self._capture)
+        self.freeze()
+
+    @property
+    def inner(self) -> nn.Module:
+        """The wrapped timm model (what ``save_weights`` writes)."""
+        return self.vit
+
+    def _capture(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        """Forward hook on the last block's qkv Linear: keep its output (B, N, 3*D)."""
+        if self._recording:
+            self._qkv = output
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.prepare(images)
+        self._recording, self._qkv = True, None
+        try:
+            out = self.vit.forward_features(x)
+            qkv = self._qkv
+        finally:
+            self._recording, self._qkv = False, None
+        if qkv is None:
+            raise AffordError("DINO backbone: the last block's qkv projection was not called")
+        q, k, _ = split_qkv(qkv, self.num_heads)
+        return {
+            "keys": keys_map(k, self.grid),
+            "cls_attn": cls_attention(q, k, self.grid),
+            "tokens": out[:, self.vit.num_prefix_tokens :],
+        }
+
+
+def load_dino(
+    weights: str | os.PathLike | None = None,
+    variant: str = "vits16",
+    device: str | torch.device | None = None,
+) -> DinoBackbone:
+    """Frozen DINO backbone.
+
+    Args:
+        weights: path to a weight file (official ``dino_deitsmall16_pretrain.pth``, a timm
+            ``model.safetensors``, or for ``variant="tiny"`` a tiny checkpoint in the same
+            layout); None resolves the real weights (AFFORD_WEIGHTS, hub caches) for "vits16"
+            and gives the deterministic random init for "tiny"; "random" gives the
+            deterministic random init of either variant (tests, benchmarks).
+        variant: "vits16" (ViT-S/16, D=384, 6 heads) or "tiny" (D=96, 6 heads, 4 blocks).
+        device: where to put the module (default: CPU).
+    """
+    if variant not in VARIANTS:
+        raise unknown_variant("DINO", variant, VARIANTS)
+    if weights == "random" or (weights is None and variant == "tiny"):
+        vit = build_vit(variant)
+        model_id = f"dino-{variant}@random{TINY_SEED}"
+    else:
+        path = resolve_weights("dino", weights) if variant == "vits16" else Path(weights)
+        if not path.is_file():
+            raise AffordError(f"DINO tiny weight file {path} does not exist (weights={weights!r})")
+        sd = read_state_dict(path)
+        vit = build_vit(variant)
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        load_into(vit, checkpoint_filter_fn(sd, vit), str(path))
+        model_id = f"dino-{variant}@{file_fingerprint(path)}"
+    module = DinoBackbone(vit, model_id)
+    return module.to(device) if device is not None else module
