@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "afford.info",
     "afford.synth.cli",
     "afford.synth.corr_cli",
+    "afford.grounding.cli",
 ]
 
 GROUPS = {
