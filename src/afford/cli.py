@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "afford.synth.cli",
     "afford.synth.corr_cli",
     "afford.grounding.cli",
+    "afford.backbones.pretrain_cli",
 ]
 
 GROUPS = {

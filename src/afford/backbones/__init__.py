@@ -1,5 +1,7 @@
 """Frozen backbones: DINO ViT-S/16, DINOv2 ViT-B/14, CLIP ViT-B/16 (ClearCLIP), each with a
-deterministic ``tiny`` variant. Built on timm and open_clip; see each module for outputs.
+deterministic ``tiny`` variant (and, for DINO/DINOv2, ``tiny-synth``: the tiny architecture
+self-supervised on synthetic renders, weights shipped in ``afford/assets/``; see
+``afford.backbones.pretrain``). Built on timm and open_clip; see each module for outputs.
 
 - ``load_dino(weights=None, variant="vits16"|"tiny", device=None)`` -> module; ``module(images)``
   -> {"keys" (B,D,14,14), "cls_attn" (B,heads,14,14), "tokens" (B,196,D)}.

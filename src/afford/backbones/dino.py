@@ -15,10 +15,16 @@ import torch
 from torch import nn
 
 from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
-from afford.backbones.weights import file_fingerprint, load_into, read_state_dict, resolve_weights
+from afford.backbones.weights import (
+    file_fingerprint,
+    load_into,
+    read_state_dict,
+    resolve_weights,
+    shipped_weights,
+)
 from afford.errors import AffordError
 
-VARIANTS = ("vits16", "tiny")
+VARIANTS = ("vits16", "tiny", "tiny-synth")
 TIMM_NAME = "vit_small_patch16_224"
 TINY_ARGS = dict(patch_size=16, embed_dim=96, depth=4, num_heads=6)
 
@@ -130,11 +136,25 @@ def load_dino(
             layout); None resolves the real weights (AFFORD_WEIGHTS, hub caches) for "vits16"
             and gives the deterministic random init for "tiny"; "random" gives the
             deterministic random init of either variant (tests, benchmarks).
-        variant: "vits16" (ViT-S/16, D=384, 6 heads) or "tiny" (D=96, 6 heads, 4 blocks).
+        variant: "vits16" (ViT-S/16, D=384, 6 heads), "tiny" (D=96, 6 heads, 4 blocks,
+            deterministic random init) or "tiny-synth" (the tiny architecture with the weights
+            shipped in ``afford/assets/``, self-supervised on synthetic renders without labels;
+            docs/tiny-backbones.md; ``weights=PATH`` loads another such file).
         device: where to put the module (default: CPU).
     """
     if variant not in VARIANTS:
         raise unknown_variant("DINO", variant, VARIANTS)
+    model_variant = variant
+    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
+        variant = "tiny"
+        if weights is None:
+            weights = shipped_weights("dino")
+            if not weights.is_file():
+                raise AffordError(
+                    f"DINO tiny-synth weights {weights} are missing; generate them with "
+                    f"`afford pretrain-backbone --family dino --out {weights}` "
+                    "(docs/tiny-backbones.md)"
+                )
     if weights == "random" or (weights is None and variant == "tiny"):
         vit = build_vit(variant)
         model_id = f"dino-{variant}@random{TINY_SEED}"
@@ -147,6 +167,6 @@ def load_dino(
         from timm.models.vision_transformer import checkpoint_filter_fn
 
         load_into(vit, checkpoint_filter_fn(sd, vit), str(path))
-        model_id = f"dino-{variant}@{file_fingerprint(path)}"
+        model_id = f"dino-{model_variant}@{file_fingerprint(path)}"
     module = DinoBackbone(vit, model_id)
     return module.to(device) if device is not None else module

@@ -20,10 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
-from afford.backbones.weights import file_fingerprint, load_into, read_state_dict, resolve_weights
+from afford.backbones.weights import (
+    file_fingerprint,
+    load_into,
+    read_state_dict,
+    resolve_weights,
+    shipped_weights,
+)
 from afford.errors import AffordError
 
-VARIANTS = ("vitb14", "tiny")
+VARIANTS = ("vitb14", "tiny", "tiny-synth")
 TIMM_NAME = "vit_base_patch14_dinov2"
 TINY_ARGS = dict(patch_size=14, embed_dim=96, depth=4, num_heads=6, init_values=1e-5)
 NUM_LAYERS_OUT = 3
@@ -114,11 +120,25 @@ def load_dinov2(
             ``model.safetensors``, or for ``variant="tiny"`` a tiny checkpoint); None resolves
             the real weights for "vitb14" and gives the deterministic random init for "tiny";
             "random" gives the deterministic random init of either variant.
-        variant: "vitb14" (ViT-B/14, D=768) or "tiny" (patch 14, D=96, 4 blocks).
+        variant: "vitb14" (ViT-B/14, D=768), "tiny" (patch 14, D=96, 4 blocks, deterministic
+            random init) or "tiny-synth" (the tiny architecture with the weights shipped in
+            ``afford/assets/``, self-supervised on synthetic renders without labels;
+            docs/tiny-backbones.md; ``weights=PATH`` loads another such file).
         device: where to put the module (default: CPU).
     """
     if variant not in VARIANTS:
         raise unknown_variant("DINOv2", variant, VARIANTS)
+    model_variant = variant
+    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
+        variant = "tiny"
+        if weights is None:
+            weights = shipped_weights("dinov2")
+            if not weights.is_file():
+                raise AffordError(
+                    f"DINOv2 tiny-synth weights {weights} are missing; generate them with "
+                    f"`afford pretrain-backbone --family dinov2 --out {weights}` "
+                    "(docs/tiny-backbones.md)"
+                )
     if weights == "random" or (weights is None and variant == "tiny"):
         vit = build_vit(variant)
         model_id = f"dinov2-{variant}@random{TINY_SEED}"
@@ -131,6 +151,6 @@ def load_dinov2(
         sd = read_state_dict(path)
         vit = build_vit(variant)
         load_into(vit, convert_state_dict(sd, vit), str(path))
-        model_id = f"dinov2-{variant}@{file_fingerprint(path)}"
+        model_id = f"dinov2-{model_variant}@{file_fingerprint(path)}"
     module = Dinov2Backbone(vit, model_id)
     return module.to(device) if device is not None else module

@@ -220,8 +220,24 @@ def resolve_weights(family: str, weights: str | os.PathLike | None = None) -> Pa
         ) from exc
 
 
+SHIPPED = {"dino": "tiny_synth_dino.safetensors", "dinov2": "tiny_synth_dinov2.safetensors"}
+
+
+def shipped_weights(family: str) -> Path:
+    """Path of the tiny-synth weights shipped inside the package (``afford/assets/``) for
+    ``family`` ("dino" | "dinov2"): tiny backbones pre-trained self-supervised on synthetic
+    renders (``afford pretrain-backbone``, docs/tiny-backbones.md). The file may be missing in
+    a source checkout that has not generated it."""
+    if family not in SHIPPED:
+        raise AffordError(
+            f"no shipped tiny-synth weights for {family!r}; choose one of {sorted(SHIPPED)}"
+        )
+    return Path(__file__).resolve().parent.parent / "assets" / SHIPPED[family]
+
+
 def weights_status() -> dict[str, dict]:
-    """For ``afford info``: {"dino"|"dinov2"|"clip": {"found", "path", "hint"}} (no download)."""
+    """For ``afford info``: {"dino"|"dinov2"|"clip": {"found", "path", "hint"}} (no download),
+    plus "dino-tiny-synth" / "dinov2-tiny-synth" for the shipped pre-trained tiny weights."""
     out = {}
     for family in SPECS:
         path = find_weights(family)
@@ -229,6 +245,15 @@ def weights_status() -> dict[str, dict]:
             "found": path is not None,
             "path": str(path) if path is not None else None,
             "hint": hint(family),
+        }
+    for family in SHIPPED:
+        path = shipped_weights(family)
+        out[f"{family}-tiny-synth"] = {
+            "found": path.is_file(),
+            "path": str(path) if path.is_file() else None,
+            "hint": f"self-supervised tiny weights in afford/assets; (re)generate with "
+            f"`afford pretrain-backbone --family "
+            f"{family} --out {path}` (docs/tiny-backbones.md)",
         }
     return out
 

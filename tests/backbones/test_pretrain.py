@@ -1,0 +1,213 @@
+"""Self-supervised tiny-backbone pre-training (afford.backbones.pretrain)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from afford.backbones import load_dino, load_dinov2
+from afford.backbones import pretrain as P
+from afford.backbones.weights import save_weights, shipped_weights
+from afford.errors import AffordError
+
+
+def np_info_nce(q: np.ndarray, k: np.ndarray, tau: float) -> float:
+    total = 0.0
+    for i in range(len(q)):
+        logits = [float(q[i] @ k[j]) / tau for j in range(len(k))]
+        total += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
+    return total / len(q)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_info_nce_hand_computation():
+    q = unit(np.array([[1.0, 0.0], [0.6, 0.8], [0.0, -1.0]]))
+    k = unit(np.array([[0.8, 0.6], [0.0, 1.0], [-1.0, 0.2]]))
+    got = P.info_nce(torch.tensor(q), torch.tensor(k), tau=0.5)
+    assert float(got) == pytest.approx(np_info_nce(q, k, 0.5), rel=1e-9)
+
+
+def test_dense_loss_identity_and_half_crop_against_hand_computation():
+    g = torch.Generator().manual_seed(3)
+    q_map = torch.randn(1, 3, 2, 2, generator=g, dtype=torch.float64)
+    k_map = torch.randn(1, 3, 2, 2, generator=g, dtype=torch.float64)
+    full = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    no = torch.tensor([False])
+    pts, valid = P.dense_pairs(full, no, full, no, 2)
+    assert valid.all()
+    got = P.dense_loss(q_map, k_map, pts, valid, tau=0.2)
+    q = unit(q_map[0].reshape(3, 4).T.numpy())  # row-major patches
+    k = unit(k_map[0].reshape(3, 4).T.numpy())
+    assert float(got) == pytest.approx(np_info_nce(q, k, 0.2), rel=1e-9)
+    # view a = full image (2x2 patches), view b = left half flipped: only the left patch
+    # column of a lands in b; patch (r, 0) of a (source col 0.25) is at b's col 1 - 0.5 = 0.5,
+    # i.e. halfway between b's two patch columns -> the mean of k's two columns in row r.
+    left = torch.tensor([[0.0, 0.0, 1.0, 0.5]], dtype=torch.float64)
+    pts, valid = P.dense_pairs(full, no, left, torch.tensor([True]), 2)
+    assert valid[0].tolist() == [True, False, True, False]
+    assert torch.allclose(pts[0, [0, 2]], torch.tensor([[0.25, 0.5], [0.75, 0.5]]).double())
+    got = P.dense_loss(q_map, k_map, pts, valid, tau=0.2)
+    kk = k_map[0].numpy()
+    k_rows = unit(np.stack([kk[:, 0].mean(1), kk[:, 1].mean(1)]))
+    q_rows = unit(np.stack([q_map[0, :, 0, 0].numpy(), q_map[0, :, 1, 0].numpy()]))
+    assert float(got) == pytest.approx(np_info_nce(q_rows, k_rows, 0.2), rel=1e-9)
+
+
+def test_crop_mapping_is_exact():
+    gen = torch.Generator().manual_seed(0)
+    boxes, flips = P.sample_crops(gen, 16, scale=(0.1, 1.0))
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 0] + boxes[:, 2] <= 1 + 1e-6).all()
+    assert (boxes[:, 1] + boxes[:, 3] <= 1 + 1e-6).all() and flips.any() and (~flips).any()
+    pts = torch.rand(16, 50, 2, generator=gen, dtype=torch.float64)
+    b64 = boxes.double()
+    back = P.image_to_view(P.view_to_image(pts, b64, flips), b64, flips)
+    assert torch.allclose(back, pts, atol=1e-12)
+    # hand case: box top .25 left .5 size .5 x .25, flipped: view (0,0) -> source (.25,.75)
+    box = torch.tensor([[0.25, 0.5, 0.5, 0.25]], dtype=torch.float64)
+    src = P.view_to_image(
+        torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]).double(), box, torch.tensor([True])
+    )
+    assert torch.allclose(src, torch.tensor([[[0.25, 0.75], [0.75, 0.5]]]).double())
+    # crop_views: a coordinate image (value = normalised pixel-centre coordinates, linear, so
+    # bilinear sampling is exact) must show view_to_image of each view pixel centre
+    h = 40
+    c = (torch.arange(h, dtype=torch.float64) + 0.5) / h
+    img = torch.stack([c[:, None].expand(h, h), c[None, :].expand(h, h), torch.zeros(h, h)])
+    img = img[None].expand(16, -1, -1, -1).contiguous()
+    size = 12
+    views = P.crop_views(img, b64, flips, size)
+    vc = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    rr, cc = torch.meshgrid(vc, vc, indexing="ij")
+    want = P.view_to_image(
+        torch.stack([rr, cc], -1).reshape(1, -1, 2).expand(16, -1, -1), b64, flips
+    )
+    got = views[:, :2].permute(0, 2, 3, 1).reshape(16, -1, 2)
+    inner = ((want > 0.5 / h) & (want < 1 - 0.5 / h)).all(-1)  # away from the border clamp
+    assert inner.float().mean() > 0.8
+    assert torch.allclose(got[inner], want[inner], atol=1e-9)
+
+
+def test_data_pipeline_reads_rgb_only(monkeypatch):
+    """The renders' labels (part ids, masks, depth, points) are never read: poison them."""
+    from afford.synth import render as R
+
+    touched = []
+    original = R.Scene.render
+
+    class RGBOnly:
+        def __init__(self, view):
+            self._rgb = view.rgb
+
+        @property
+        def rgb(self):
+            return self._rgb
+
+        def __getattr__(self, name):
+            touched.append(name)
+            raise AssertionError(f"pre-training data read View.{name}")
+
+    monkeypatch.setattr(R.Scene, "render", lambda self, *a, **k: RGBOnly(original(self, *a, **k)))
+    imgs = P.render_pretraining_images(3, seed=1, size=48, views_per_asset=2, progress=False)
+    assert not touched
+    assert isinstance(imgs, np.ndarray) and imgs.dtype == np.uint8
+    assert imgs.shape == (3, 2, 48, 48, 3)  # 3 scenes x 2 re-renders (same camera)
+    assert imgs.std() > 5  # real renders, not blank
+    assert (imgs[:, 0] != imgs[:, 1]).any()  # re-renders differ (light, background)
+    # pretrain accepts nothing but a bare uint8 RGB array
+    for bad in ({"rgb": imgs}, imgs.astype(np.float32), imgs[..., :1]):
+        with pytest.raises(AffordError, match="pretrain: images"):
+            P.pretrain(bad, P.PretrainConfig(steps=1), progress=False)
+
+
+@pytest.mark.parametrize("family,view", [("dino", 32), ("dinov2", 28)])
+def test_short_pretraining_lowers_loss_and_writes_loadable_file(tmp_path, family, view):
+    rng = np.random.default_rng(0)
+    # 4 small "renders": smooth random colour blobs (any RGB works; the objective is label-free)
+    base = rng.uniform(0, 255, (4, 6, 6, 3))
+    imgs = np.kron(base, np.ones((1, 8, 8, 1))).astype(np.uint8)  # (4, 48, 48, 3)
+    cfg = P.PretrainConfig(
+        family=family,
+        seed=0,
+        steps=40,
+        batch=4,
+        view_size=view,
+        lr=2e-3,
+        warmup=0.05,
+        pairs=64,
+        crop_scale=(0.5, 1.0),
+        momentum=(0.99, 0.999),
+    )
+    torch.set_num_threads(1)
+    res = P.pretrain(imgs, cfg, progress=False)
+    tot = [h["total"] for h in res.history]
+    assert res.steps == 40 and len(tot) == 40
+    assert np.mean(tot[-8:]) < np.mean(tot[:8]) - 0.1
+    module = P.wrap_backbone(res.vit.eval(), family, "test")
+    path = save_weights(module, tmp_path / "w.safetensors")
+    loader = load_dino if family == "dino" else load_dinov2
+    loaded = loader(weights=path, variant="tiny")
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    a, b = module(x), loaded(x)
+    if family == "dino":
+        assert torch.equal(a["keys"], b["keys"])
+    else:
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    # same seed -> same weights (deterministic)
+    cfg.steps = 2
+    w1 = P.pretrain(imgs, cfg, progress=False).vit.state_dict()
+    w2 = P.pretrain(imgs, cfg, progress=False).vit.state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+@pytest.mark.parametrize("family", ["dino", "dinov2"])
+def test_tiny_synth_variant_loads_the_packaged_file(family, images, tmp_path, monkeypatch):
+    """variant="tiny-synth" reads afford/assets/tiny_synth_<family>.safetensors (here a
+    stand-in written by save_weights after a 1-step pre-training); "tiny" stays random."""
+    import afford.backbones.dino as dino_mod
+    import afford.backbones.dinov2 as dinov2_mod
+
+    mod = dino_mod if family == "dino" else dinov2_mod
+    loader = load_dino if family == "dino" else load_dinov2
+    assert shipped_weights(family).name == f"tiny_synth_{family}.safetensors"
+    assert shipped_weights(family).parent.name == "assets"
+    missing = tmp_path / "missing.safetensors"
+    monkeypatch.setattr(mod, "shipped_weights", lambda fam: missing)
+    with pytest.raises(AffordError, match="afford pretrain-backbone"):
+        loader(variant="tiny-synth")
+    imgs = np.random.default_rng(0).integers(0, 255, (4, 48, 48, 3), dtype=np.uint8)
+    view = 32 if family == "dino" else 28
+    cfg = P.PretrainConfig(family=family, steps=1, batch=4, view_size=view, lr=1e-2, pairs=32)
+    res = P.pretrain(imgs, cfg, progress=False)
+    packaged = tmp_path / f"tiny_synth_{family}.safetensors"
+    save_weights(P.wrap_backbone(res.vit.eval(), family, "x"), packaged)
+    monkeypatch.setattr(mod, "shipped_weights", lambda fam: packaged)
+    synth, rand = loader(variant="tiny-synth"), loader(variant="tiny")
+    assert synth.model_id.startswith(f"{family}-tiny-synth@") and synth.feat_dim == 96
+    a, b = synth(images), rand(images)
+    if family == "dino":
+        assert a["keys"].shape == b["keys"].shape == (2, 96, 14, 14)
+        assert not torch.allclose(a["keys"], b["keys"], atol=1e-4)
+    else:
+        assert a[-1].shape == b[-1].shape == (2, 96, 16, 16)
+        assert not torch.allclose(a[-1], b[-1], atol=1e-4)
+    # variant="tiny" is untouched: still the deterministic random init
+    assert rand.model_id == f"{family}-tiny@random0"
+    status = __import__("afford.backbones", fromlist=["x"]).weights_status()
+    assert {"found", "path", "hint"} <= set(status[f"{family}-tiny-synth"])
+
+
+def test_shipped_dino_tiny_synth_loads_and_differs_from_random_tiny(images):
+    path = shipped_weights("dino")
+    assert path.is_file() and path.stat().st_size < 5 * 2**20
+    synth, rand = load_dino(variant="tiny-synth"), load_dino(variant="tiny")
+    assert synth.model_id.startswith("dino-tiny-synth@")
+    a, b = synth(images), rand(images)
+    assert a["keys"].shape == b["keys"].shape == (2, 96, 14, 14)
+    assert not torch.allclose(a["keys"], b["keys"], atol=1e-3)
+    assert (a["cls_attn"].sum((2, 3)) <= 1 + 1e-6).all()  # CLS column dropped
