@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "afford.synth.corr_cli",
     "afford.grounding.cli",
     "afford.backbones.pretrain_cli",
+    "afford.correspondence.cli",
 ]
 
 GROUPS = {

@@ -1,0 +1,209 @@
+"""Correspondence commands: ``afford train correspondence``, ``afford eval correspondence`` and
+``afford correspond``. Heavy imports live inside the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from afford.errors import AffordError
+
+BASELINES = ("chance", "dino", "vlm+dino")
+
+
+def register(groups: dict) -> None:
+    p = groups["train"].add_parser(
+        "correspondence",
+        help="train the dense functional correspondence model",
+        description="Train the function-conditioned correspondence model (resumes from "
+        "<out>/last unless --no-resume).",
+    )
+    p.add_argument("--config", required=True, help="configs/correspondence/<name>.yaml")
+    p.add_argument("--out", help="override the config's output folder")
+    p.add_argument("--data", help="override the config's dataset root")
+    p.add_argument("--device", help="override the config's device (auto, cpu, cuda, ...)")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    e = groups["eval"].add_parser(
+        "correspondence",
+        help="Table 1 metrics (label transfer + discovery) on evaluation pairs",
+        description="Evaluate a checkpoint or a baseline on evaluation pairs; writes "
+        "<out>/results.json, PR curves and match figures.",
+    )
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a run folder (uses <run>/best) or checkpoint folder")
+    src.add_argument("--baseline", choices=BASELINES, help="a baseline row instead of a model")
+    e.add_argument(
+        "--pairs",
+        required=True,
+        help="dataset root (or its eval_pairs.json) in the correspondence format",
+    )
+    e.add_argument("--split", default="test", choices=("test", "val"))
+    e.add_argument("--out", default="runs/correspondence/eval", help="output folder")
+    e.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
+    e.add_argument(
+        "--discovery-stride",
+        type=int,
+        default=1,
+        help="discovery on every N-th pixel (1 = paper; >1 is faster)",
+    )
+    e.add_argument("--dinov2", default="vitb14", help="baseline backbone variant (vitb14|tiny)")
+    e.add_argument("--dinov2-weights", help="baseline backbone weight file")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0, help="chance baseline seed")
+    e.set_defaults(func=_eval)
+
+    c = groups["top"].add_parser(
+        "correspond",
+        help="dense functional correspondence between two images",
+        description="Label transfer of --points from IMG1 to IMG2, or the top discovered "
+        "matches, drawn as lines. Masks default to a foreground estimate (object on a plain "
+        "background; the full image if that fails). Without --checkpoint the frozen DINOv2 "
+        "baseline is used.",
+    )
+    c.add_argument("image1", metavar="IMG1")
+    c.add_argument("image2", metavar="IMG2")
+    c.add_argument("--function", required=True, help="e.g. pour-with")
+    c.add_argument("--checkpoint", help="trained run or checkpoint folder")
+    c.add_argument("--mask1", help="object mask of IMG1 (image, non-zero = object)")
+    c.add_argument("--mask2", help="object mask of IMG2")
+    c.add_argument("--points", nargs="+", metavar="R,C", help="IMG1 points (row,col) to transfer")
+    c.add_argument("--top", type=int, default=30, help="matches to draw without --points")
+    c.add_argument(
+        "--stride", type=int, default=2, help="discovery on every N-th crop pixel (speed)"
+    )
+    c.add_argument("--out", default="matches.png", help="output image")
+    c.add_argument("--dinov2", default="vitb14", help="backbone variant without --checkpoint")
+    c.add_argument("--dinov2-weights", help="backbone weight file without --checkpoint")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_correspond)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from afford.correspondence.train import CorrTrainConfig, train
+
+    cfg = CorrTrainConfig.from_yaml(args.config)
+    for key in ("out", "data", "device", "seed"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    res = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    st = res["state"]
+    print(
+        json.dumps(
+            {
+                "out": res["out"],
+                "epochs": st["epoch"],
+                "best_epoch": st["best_epoch"],
+                "best": st["best"],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _dataset_root(pairs: str) -> Path:
+    p = Path(pairs)
+    if p.is_file() and p.suffix == ".json":
+        p = p.parent
+    return p
+
+
+def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
+    from afford.correspondence.baselines import (
+        BackboneRow,
+        ChanceRow,
+        PartBoxRow,
+        dataset_part_boxes,
+    )
+
+    if name == "chance":
+        return ChanceRow(seed=args.seed)
+    from afford.backbones import load_dinov2
+    from afford.engine import resolve_device
+
+    dino = load_dinov2(args.dinov2_weights, variant=args.dinov2, device=resolve_device(args.device))
+    if name == "dino":
+        return BackboneRow(dino)
+    if dataset is None:
+        raise AffordError("--baseline vlm+dino needs labeler boxes stored in the dataset")
+    return PartBoxRow(BackboneRow(dino), dataset_part_boxes(dataset))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from afford.correspondence.baselines import ModelRow
+    from afford.correspondence.data import CorrespondenceDataset
+    from afford.correspondence.evaluate import evaluate_rows, table_markdown
+    from afford.engine import resolve_device
+
+    ds = CorrespondenceDataset(_dataset_root(args.pairs))
+    if args.checkpoint:
+        from afford.correspondence.train import load_trained
+
+        model, dino, clip, functions, conf = load_trained(
+            args.checkpoint, resolve_device(args.device)
+        )
+        row = ModelRow(model, dino, clip, functions, name=conf["train"].get("name", "ours"))
+    else:
+        row = _baseline_row(args.baseline, args, ds)
+    res = evaluate_rows(
+        ds,
+        [row],
+        split=args.split,
+        out_dir=args.out,
+        max_pairs=args.max_pairs,
+        discovery_stride=args.discovery_stride,
+    )
+    print(table_markdown(res))
+    print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _parse_points(items: list[str]):
+    import numpy as np
+
+    pts = []
+    for it in items:
+        try:
+            r, c = (float(v) for v in it.split(","))
+        except ValueError as exc:
+            raise AffordError(f"--points: {it!r} is not 'row,col' (e.g. --points 40,52)") from exc
+        pts.append((r, c))
+    return np.asarray(pts, dtype=np.float64)
+
+
+def _correspond(args: argparse.Namespace) -> int:
+    from afford.correspondence.baselines import BackboneRow, ModelRow
+    from afford.correspondence.infer import correspond
+    from afford.correspondence.text import check_function, default_functions
+    from afford.data.io import read_gray, read_image, write_image
+    from afford.engine import resolve_device
+    from afford.viz import draw_matches
+
+    device = resolve_device(args.device)
+    if args.checkpoint:
+        from afford.correspondence.train import load_trained
+
+        model, dino, clip, functions, _ = load_trained(args.checkpoint, device)
+        check_function(args.function, functions)
+        row = ModelRow(model, dino, clip, functions)
+    else:
+        check_function(args.function, default_functions())
+        from afford.backbones import load_dinov2
+
+        row = BackboneRow(load_dinov2(args.dinov2_weights, variant=args.dinov2, device=device))
+    img1, img2 = read_image(args.image1), read_image(args.image2)
+    m1 = read_gray(args.mask1) > 0 if args.mask1 else None
+    m2 = read_gray(args.mask2) > 0 if args.mask2 else None
+    pts = _parse_points(args.points) if args.points else None
+    res = correspond(row, img1, img2, args.function, m1, m2, pts, top=args.top, stride=args.stride)
+    write_image(args.out, draw_matches(img1, img2, res["pts1"], res["pts2"]))
+    print(
+        f"wrote {args.out} ({len(res['pts1'])} matches, "
+        f"{'transfer' if pts is not None else 'discovery'})"
+    )
+    return 0

@@ -1,0 +1,181 @@
+import json
+
+import numpy as np
+import skimage.data
+
+from afford.cli import main
+from afford.data.io import read_image, write_image
+
+
+def _coffee(tmp_path):
+    img = skimage.data.coffee()[::2, ::2].copy()  # 200 x 300
+    p1, p2 = tmp_path / "a.png", tmp_path / "b.png"
+    write_image(p1, img)
+    write_image(p2, img[:, ::-1].copy())
+    return p1, p2, img
+
+
+def test_correspond_transfer_writes_png(tmp_path):
+    p1, p2, img = _coffee(tmp_path)
+    out = tmp_path / "m.png"
+    rc = main(
+        [
+            "correspond",
+            str(p1),
+            str(p2),
+            "--function",
+            "pour-with",
+            "--dinov2",
+            "tiny",
+            "--device",
+            "cpu",
+            "--points",
+            "100,150",
+            "60,80",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    drawn = read_image(out)
+    assert drawn.shape == (200, 600, 3)
+    # the left half is IMG1 apart from the drawn lines/dots
+    assert (drawn[:, :300] == img).mean() > 0.95
+
+
+def test_correspond_discovery_with_masks(tmp_path):
+    p1, p2, _ = _coffee(tmp_path)
+    m = np.zeros((200, 300), np.uint8)
+    m[40:160, 60:240] = 255
+    write_image(tmp_path / "m1.png", m)
+    write_image(tmp_path / "m2.png", m[:, ::-1].copy())
+    out = tmp_path / "d.png"
+    rc = main(
+        [
+            "correspond",
+            str(p1),
+            str(p2),
+            "--function",
+            "pour-with",
+            "--dinov2",
+            "tiny",
+            "--device",
+            "cpu",
+            "--mask1",
+            str(tmp_path / "m1.png"),
+            "--mask2",
+            str(tmp_path / "m2.png"),
+            "--top",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0 and read_image(out).shape == (200, 600, 3)
+
+
+def test_unknown_function_lists_known(tmp_path, capsys):
+    p1, p2, _ = _coffee(tmp_path)
+    rc = main(
+        [
+            "correspond",
+            str(p1),
+            str(p2),
+            "--function",
+            "fly-with",
+            "--dinov2",
+            "tiny",
+            "--out",
+            str(tmp_path / "x.png"),
+        ]
+    )
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown function 'fly-with'" in err and "pour-with" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_baseline_cli_writes_results(tiny_root, tmp_path):
+    rc = main(
+        [
+            "eval",
+            "correspondence",
+            "--baseline",
+            "chance",
+            "--pairs",
+            str(tiny_root / "eval_pairs.json"),
+            "--out",
+            str(tmp_path / "ev"),
+            "--discovery-stride",
+            "4",
+            "--max-pairs",
+            "1",
+        ]
+    )
+    assert rc == 0
+    res = json.loads((tmp_path / "ev/results.json").read_text())
+    assert res["settings"]["pairs"] == 1 and res["chance"]["overall"]["n"] == 2
+
+
+def test_train_eval_correspond_with_checkpoint(tiny_root, tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        f"data: {tiny_root}\nout: {tmp_path / 'run'}\ndinov2: tiny\nclip: tiny\nproj_dim: 32\n"
+        "hidden: 64\nout_dim: 16\npairs: 2\npoints: 8\nspatial_points: 8\nepochs: 1\n"
+        "iters_per_epoch: 2\nval_fraction: 0.0\ndevice: cpu\n"
+    )
+    assert main(["train", "correspondence", "--config", str(cfg), "--no-progress"]) == 0
+    assert (tmp_path / "run/best/config.json").is_file()
+    # resuming a finished run trains nothing more and still succeeds
+    assert main(["train", "correspondence", "--config", str(cfg), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run/history.json").read_text())["step"] == 2
+    rc = main(
+        [
+            "eval",
+            "correspondence",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--pairs",
+            str(tiny_root),
+            "--out",
+            str(tmp_path / "ev"),
+            "--discovery-stride",
+            "8",
+        ]
+    )
+    assert rc == 0
+    res = json.loads((tmp_path / "ev/results.json").read_text())
+    assert res["full"]["overall"]["n"] == 4
+    # a function the checkpoint was not trained on is refused, listing the known ones
+    pair = tiny_root / "assets/mug_000/rgb"
+    capsys.readouterr()
+    rc = main(
+        [
+            "correspond",
+            str(pair / "00.png"),
+            str(pair / "01.png"),
+            "--function",
+            "grasp",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "m.png"),
+        ]
+    )
+    assert rc == 2 and "known functions: hold, pour-with" in capsys.readouterr().err
+    rc = main(
+        [
+            "correspond",
+            str(pair / "00.png"),
+            str(pair / "01.png"),
+            "--function",
+            "pour-with",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--points",
+            "40,50",
+            "--out",
+            str(tmp_path / "m.png"),
+        ]
+    )
+    assert rc == 0 and read_image(tmp_path / "m.png").shape == (96, 192, 3)
