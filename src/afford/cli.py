@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "afford.grounding.cli",
     "afford.backbones.pretrain_cli",
     "afford.correspondence.cli",
+    "afford.demo",
 ]
 
 GROUPS = {
