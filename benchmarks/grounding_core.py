@@ -11,11 +11,11 @@ table and writes benchmarks/results/grounding_core.json.
 from __future__ import annotations
 
 import platform
-import time
 from pathlib import Path
 
 import torch
 
+from _timing import best_time
 from afford.data.io import write_json
 from afford.grounding.config import GroundingConfig
 from afford.grounding.model import GroundingModel
@@ -26,12 +26,7 @@ REPEATS = 5
 
 
 def _time(fn, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_time(fn, repeats)
 
 
 def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _timing import best_time
 from afford.data.io import write_json
 from afford.metrics.correspondence import discovery
 from afford.metrics.saliency import evaluate_map, evaluate_maps_torch
@@ -24,12 +24,7 @@ REPEATS = 3
 
 
 def _time(fn, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_time(fn, repeats)
 
 
 def discovery_cases(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, ...]]:

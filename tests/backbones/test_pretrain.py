@@ -169,10 +169,8 @@ def test_short_pretraining_lowers_loss_and_writes_loadable_file(tmp_path, family
 def test_tiny_synth_variant_loads_the_packaged_file(family, images, tmp_path, monkeypatch):
     """variant="tiny-synth" reads afford/assets/tiny_synth_<family>.safetensors (here a
     stand-in written by save_weights after a 1-step pre-training); "tiny" stays random."""
-    import afford.backbones.dino as dino_mod
-    import afford.backbones.dinov2 as dinov2_mod
+    import afford.backbones.weights as mod  # the one place both loaders find shipped files
 
-    mod = dino_mod if family == "dino" else dinov2_mod
     loader = load_dino if family == "dino" else load_dinov2
     assert shipped_weights(family).name == f"tiny_synth_{family}.safetensors"
     assert shipped_weights(family).parent.name == "assets"

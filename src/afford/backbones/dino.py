@@ -20,7 +20,7 @@ from afford.backbones.weights import (
     load_into,
     read_state_dict,
     resolve_weights,
-    shipped_weights,
+    tiny_synth_weights,
 )
 from afford.errors import AffordError
 
@@ -147,14 +147,7 @@ def load_dino(
     model_variant = variant
     if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
         variant = "tiny"
-        if weights is None:
-            weights = shipped_weights("dino")
-            if not weights.is_file():
-                raise AffordError(
-                    f"DINO tiny-synth weights {weights} are missing; generate them with "
-                    f"`afford pretrain-backbone --family dino --out {weights}` "
-                    "(docs/tiny-backbones.md)"
-                )
+        weights = tiny_synth_weights("dino", "DINO", weights)
     if weights == "random" or (weights is None and variant == "tiny"):
         vit = build_vit(variant)
         model_id = f"dino-{variant}@random{TINY_SEED}"

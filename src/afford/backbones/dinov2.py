@@ -25,7 +25,7 @@ from afford.backbones.weights import (
     load_into,
     read_state_dict,
     resolve_weights,
-    shipped_weights,
+    tiny_synth_weights,
 )
 from afford.errors import AffordError
 
@@ -131,14 +131,7 @@ def load_dinov2(
     model_variant = variant
     if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
         variant = "tiny"
-        if weights is None:
-            weights = shipped_weights("dinov2")
-            if not weights.is_file():
-                raise AffordError(
-                    f"DINOv2 tiny-synth weights {weights} are missing; generate them with "
-                    f"`afford pretrain-backbone --family dinov2 --out {weights}` "
-                    "(docs/tiny-backbones.md)"
-                )
+        weights = tiny_synth_weights("dinov2", "DINOv2", weights)
     if weights == "random" or (weights is None and variant == "tiny"):
         vit = build_vit(variant)
         model_id = f"dinov2-{variant}@random{TINY_SEED}"

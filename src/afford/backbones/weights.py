@@ -235,6 +235,21 @@ def shipped_weights(family: str) -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / SHIPPED[family]
 
 
+def tiny_synth_weights(family: str, label: str, weights):
+    """The weights to load for ``variant="tiny-synth"``: ``weights`` when given, else the
+    shipped file of ``family``; an AffordError (with the command that regenerates it) when
+    the shipped file is missing. ``label`` names the family in messages ("DINO")."""
+    if weights is not None:
+        return weights
+    path = shipped_weights(family)
+    if not path.is_file():
+        raise AffordError(
+            f"{label} tiny-synth weights {path} are missing; generate them with "
+            f"`afford pretrain-backbone --family {family} --out {path}` (docs/tiny-backbones.md)"
+        )
+    return path
+
+
 def weights_status() -> dict[str, dict]:
     """For ``afford info``: {"dino"|"dinov2"|"clip": {"found", "path", "hint"}} (no download),
     plus "dino-tiny-synth" / "dinov2-tiny-synth" for the shipped pre-trained tiny weights."""
