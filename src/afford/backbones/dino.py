@@ -9,19 +9,12 @@ CLS->patch attention of every head. Both are re-computed from the output of the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
-from afford.backbones.weights import (
-    file_fingerprint,
-    load_into,
-    read_state_dict,
-    resolve_weights,
-    tiny_synth_weights,
-)
+from afford.backbones.weights import load_family_vit
 from afford.errors import AffordError
 
 VARIANTS = ("vits16", "tiny", "tiny-synth")
@@ -123,6 +116,13 @@ class DinoBackbone(FrozenBackbone):
         }
 
 
+def _timm_filter(state_dict: dict, vit: nn.Module) -> dict:
+    """Official DINO keys -> timm's (timm's own checkpoint filter)."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    return checkpoint_filter_fn(state_dict, vit)
+
+
 def load_dino(
     weights: str | os.PathLike | None = None,
     variant: str = "vits16",
@@ -144,22 +144,8 @@ def load_dino(
     """
     if variant not in VARIANTS:
         raise unknown_variant("DINO", variant, VARIANTS)
-    model_variant = variant
-    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
-        variant = "tiny"
-        weights = tiny_synth_weights("dino", "DINO", weights)
-    if weights == "random" or (weights is None and variant == "tiny"):
-        vit = build_vit(variant)
-        model_id = f"dino-{variant}@random{TINY_SEED}"
-    else:
-        path = resolve_weights("dino", weights) if variant == "vits16" else Path(weights)
-        if not path.is_file():
-            raise AffordError(f"DINO tiny weight file {path} does not exist (weights={weights!r})")
-        sd = read_state_dict(path)
-        vit = build_vit(variant)
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
-        load_into(vit, checkpoint_filter_fn(sd, vit), str(path))
-        model_id = f"dino-{model_variant}@{file_fingerprint(path)}"
+    vit, model_id = load_family_vit(
+        "dino", "DINO", variant, weights, "vits16", build_vit, _timm_filter
+    )
     module = DinoBackbone(vit, model_id)
     return module.to(device) if device is not None else module

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
-from afford.backbones.weights import (
-    file_fingerprint,
-    load_into,
-    read_state_dict,
-    resolve_weights,
-    tiny_synth_weights,
-)
+from afford.backbones.weights import load_family_vit
 from afford.errors import AffordError
 
 VARIANTS = ("vitb14", "tiny", "tiny-synth")
@@ -128,22 +121,8 @@ def load_dinov2(
     """
     if variant not in VARIANTS:
         raise unknown_variant("DINOv2", variant, VARIANTS)
-    model_variant = variant
-    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
-        variant = "tiny"
-        weights = tiny_synth_weights("dinov2", "DINOv2", weights)
-    if weights == "random" or (weights is None and variant == "tiny"):
-        vit = build_vit(variant)
-        model_id = f"dinov2-{variant}@random{TINY_SEED}"
-    else:
-        path = resolve_weights("dinov2", weights) if variant == "vitb14" else Path(weights)
-        if not path.is_file():
-            raise AffordError(
-                f"DINOv2 tiny weight file {path} does not exist (weights={weights!r})"
-            )
-        sd = read_state_dict(path)
-        vit = build_vit(variant)
-        load_into(vit, convert_state_dict(sd, vit), str(path))
-        model_id = f"dinov2-{model_variant}@{file_fingerprint(path)}"
+    vit, model_id = load_family_vit(
+        "dinov2", "DINOv2", variant, weights, "vitb14", build_vit, convert_state_dict
+    )
     module = Dinov2Backbone(vit, model_id)
     return module.to(device) if device is not None else module

@@ -20,6 +20,7 @@ import logging
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -402,3 +403,36 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
         else:
             torch.save(sd, tmp)
     return path
+
+
+def load_family_vit(
+    family: str,
+    label: str,
+    variant: str,
+    weights,
+    real_variant: str,
+    build_vit: Callable[[str], torch.nn.Module],
+    convert: Callable[[dict, torch.nn.Module], dict],
+) -> tuple[torch.nn.Module, str]:
+    """Build the timm ViT of a DINO-family ``variant`` and load its weights -> (vit, model_id).
+
+    ``variant`` is ``real_variant``, "tiny" or "tiny-synth" (the tiny architecture with the
+    shipped self-supervised weights). ``weights``: a path, "random" (seeded init), or None
+    (real variant: resolve the official file; tiny: seeded init). ``convert`` maps an official
+    state dict onto the timm model's keys.
+    """
+    from afford.backbones.common import TINY_SEED
+
+    model_variant = variant
+    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
+        variant = "tiny"
+        weights = tiny_synth_weights(family, label, weights)
+    if weights == "random" or (weights is None and variant == "tiny"):
+        return build_vit(variant), f"{family}-{variant}@random{TINY_SEED}"
+    path = resolve_weights(family, weights) if variant == real_variant else Path(weights)
+    if not path.is_file():
+        raise AffordError(f"{label} tiny weight file {path} does not exist (weights={weights!r})")
+    sd = read_state_dict(path)
+    vit = build_vit(variant)
+    load_into(vit, convert(sd, vit), str(path))
+    return vit, f"{family}-{model_variant}@{file_fingerprint(path)}"
