@@ -14,7 +14,9 @@ from afford.data.io import read_gray, read_json
 from afford.errors import AffordError
 from afford.synth.affordance import (
     AffordanceSize,
+    area_resize,
     gt_density,
+    patch_response,
     render_sample,
     simulated_affinity,
     split_plan,
@@ -157,6 +159,24 @@ def test_gt_density_and_simulated_maps_hand_checks():
         a = maps["action"]
         hits += a[:7, :7].mean() > a[7:, 7:].mean() + 0.05
     assert hits >= 15  # object region responds more, except for occasional misses
+
+
+def test_simulated_affinity_encompasses_thin_parts():
+    assert patch_response(np.array([0.0, 0.1, 0.25, 0.8])).tolist() == [0.0, 0.4, 1.0, 1.0]
+    # a body plus a 2-px handle (a quarter of an 8-px patch wide) beside it: the handle's
+    # patches respond like the body's before blur and noise, and stay well above the
+    # background after them (an area average would give them a quarter of the body's)
+    obj = np.zeros((112, 112), bool)
+    obj[40:80, 30:70] = True
+    obj[56:72, 75:77] = True  # patch column 9 (px 72..79), rows 7 and 8 (px 56..71)
+    assert (patch_response(area_resize(obj, 14))[7:9, 9] == 1.0).all()
+    rng = np.random.default_rng(1)
+    handle = []
+    for _ in range(50):
+        a = simulated_affinity(obj, None, rng)["action"]
+        m = (a - a.min()) / (a.max() - a.min())
+        handle.append(m[7:9, 9].min())
+    assert np.median(handle) > 0.5 and np.mean(np.array(handle) > 0.4) >= 0.9
 
 
 def test_refuses_foreign_dir_and_cli(tmp_path):

@@ -28,9 +28,11 @@ the affordance part(s), Gaussian-blurred (sigma 3% of the image side), max 255.
 
 Simulated affinity maps (there is no meaningful CLIP offline): per image, 14x14 maps
 ``"action:<aff>"`` and ``"entity:<aff>"`` at the patch grid of the image resized to 224,
-mimicking ClearCLIP's *object-level* response: the blurred object region (and the actor's,
+mimicking ClearCLIP's *object-level* response: the blurred object region (a patch responds
+fully once the object covers a quarter of it, so thin parts are encompassed; and the actor's,
 for the exocentric entity prompt "a person <aff> an item"), background leakage (smooth
-noise), pixel noise and occasional misses (weakened or displaced response), as raw-cosine
+noise), pixel noise and occasional misses (weakened or displaced response; 4% of the
+egocentric and 14% of the exocentric maps, ``MISS_RATES``), as raw-cosine
 values in about [-0.1, 0.4].  Stored in ``MapCache(<out>/cache, "simulated-clip",
 simulated=True)`` keyed by the SHA-256 of the jpg bytes.
 
@@ -124,11 +126,29 @@ def image_rng(seed: int, affordance: str, category: str, view: str, index: int):
 # ---------------------------------------------------------------------------- maps
 
 
+PATCH_FULL_RESPONSE = 0.25  # patch coverage at which the simulated object response saturates
+# simulated ClearCLIP misses (weak, displaced response) per view: egocentric images show the
+# object alone and large in frame, so CLIP rarely misses it; exocentric ones show it small,
+# held and partly occluded.
+MISS_RATES = {"ego": (0.02, 0.02), "exo": (0.08, 0.06)}
+
+
 def area_resize(mask: np.ndarray, size: int = 14) -> np.ndarray:
     """Area-average a (H,W) map to (size,size) (the patch grid of the image resized to 224)."""
     import cv2
 
     return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def patch_response(cover: np.ndarray, full: float = PATCH_FULL_RESPONSE) -> np.ndarray:
+    """Object response of a patch token from the fraction of the patch the object covers.
+
+    A ViT patch token already responds to an object that fills part of the patch, so the
+    response saturates at ``full`` coverage: ``min(1, cover / full)``.  This makes the map
+    *encompass* thin parts (handles, blades) as the paper observes of ClearCLIP (Sec. 4.3),
+    instead of fading them out with their small area.  (G,G) -> (G,G) in [0,1].
+    """
+    return np.clip(np.asarray(cover, np.float64) / full, 0.0, 1.0)
 
 
 def gt_density(part_mask: np.ndarray, sigma_frac: float = 0.03) -> np.ndarray:
@@ -160,17 +180,18 @@ def simulated_affinity(
     """
     from scipy.ndimage import gaussian_filter, zoom
 
-    obj = area_resize(obj_mask, grid).astype(np.float64)
-    act = np.zeros_like(obj) if actor_mask is None else area_resize(actor_mask, grid)
+    obj = patch_response(area_resize(obj_mask, grid)).astype(np.float64)
+    act = np.zeros_like(obj) if actor_mask is None else patch_response(area_resize(actor_mask, grid))
 
     def one(region: np.ndarray) -> np.ndarray:
         r = gaussian_filter(region, rng.uniform(0.5, 1.0))
         if r.max() > 0:
             r = r / r.max()
         u = rng.uniform()
-        if u < 0.08:  # miss: weak response
+        weak, displaced = MISS_RATES["ego" if actor_mask is None else "exo"]
+        if u < weak:  # miss: weak response
             r = r * rng.uniform(0.0, 0.3)
-        elif u < 0.14:  # miss: displaced response
+        elif u < weak + displaced:  # miss: displaced response
             r = np.roll(r, tuple(rng.integers(-4, 5, 2)), axis=(0, 1))
         leak = zoom(rng.uniform(0, 1, (4, 4)), grid / 4, order=1)[:grid, :grid]
         gain = rng.uniform(0.2, 0.3)
