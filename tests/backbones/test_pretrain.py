@@ -209,3 +209,80 @@ def test_shipped_dino_tiny_synth_loads_and_differs_from_random_tiny(images):
     assert a["keys"].shape == b["keys"].shape == (2, 96, 14, 14)
     assert not torch.allclose(a["keys"], b["keys"], atol=1e-3)
     assert (a["cls_attn"].sum((2, 3)) <= 1 + 1e-6).all()  # CLS column dropped
+
+
+def test_shipped_dinov2_tiny_synth_loads_and_differs_from_random_tiny(images):
+    path = shipped_weights("dinov2")
+    assert path.is_file() and path.stat().st_size < 5 * 2**20
+    synth, rand = load_dinov2(variant="tiny-synth"), load_dinov2(variant="tiny")
+    assert synth.model_id.startswith("dinov2-tiny-synth@")
+    a, b = synth(images), rand(images)
+    assert len(a) == len(b) == 3 and a[-1].shape == b[-1].shape == (2, 96, 16, 16)
+    assert not torch.allclose(a[-1], b[-1], atol=1e-3)
+
+
+def _two_views(offset=(1.5, 1.0, 0.7)):
+    from afford.synth import assets as A
+    from afford.synth.render import Camera, Scene, random_light
+
+    rng = np.random.default_rng(0)
+    scene = Scene(A.make_asset("mug", 5))
+    cams = [
+        Camera.look_at(np.array(eye), np.zeros(3), fov_deg=35, width=96, height=96)
+        for eye in ((1.8, 0.2, 0.6), offset)
+    ]
+    return [scene.render(c, background="solid", light=random_light(rng), rng=rng) for c in cams]
+
+
+def test_flow_between_is_the_rendered_geometry():
+    va, vb = _two_views()
+    g = 24
+    pix = np.minimum(((np.arange(g) + 0.5) * 96 / g).astype(int), 95)
+    rr, cc = np.meshgrid(pix, pix, indexing="ij")
+    # same camera: identity at the sampled pixel centres, valid exactly on the object
+    f, v = P.flow_between(va, va, g)
+    assert (v == va.mask[rr, cc]).all() and v.sum() > 20
+    assert np.allclose(f[v] * 96 - 0.5, np.stack([rr, cc], -1)[v], atol=1e-4)
+    # another camera: the flowed pixel of view b shows the same surface point (3-D check)
+    f, v = P.flow_between(va, vb, g)
+    assert 0.5 * va.mask[rr, cc].sum() < v.sum() <= va.mask[rr, cc].sum()
+    rb = np.clip(np.round(f[v][:, 0] * 96 - 0.5).astype(int), 0, 95)
+    cb = np.clip(np.round(f[v][:, 1] * 96 - 0.5).astype(int), 0, 95)
+    err = np.linalg.norm(va.points[rr, cc][v] - vb.points[rb, cb], axis=1)
+    assert np.median(err) < 0.02 and vb.mask[rb, cb].all()
+    # a camera looking from the opposite side sees almost none of view a's points
+    _, vback = P.flow_between(va, _two_views(offset=(-1.8, -0.2, 0.6))[1], g)
+    assert vback.sum() < 0.3 * v.sum()
+
+
+def test_flow_pairs_with_identity_flow_equals_dense_pairs():
+    gen = torch.Generator().manual_seed(1)
+    ba, fa = P.sample_crops(gen, 4, scale=(0.3, 1.0))
+    bb, fb = P.sample_crops(gen, 4, scale=(0.3, 1.0))
+    G = 64
+    c = (torch.arange(G, dtype=torch.float32) + 0.5) / G
+    ident = torch.stack(torch.meshgrid(c, c, indexing="ij"), -1)[None].expand(4, -1, -1, -1)
+    pts, valid = P.flow_pairs(ba, fa, bb, fb, 8, ident, torch.ones(4, G, G, dtype=torch.bool))
+    want, wvalid = P.dense_pairs(ba, fa, bb, fb, 8)
+    # the flow is read at the nearest cell centre: at most half a cell (1/128) off in source b
+    scale = 1 / bb[:, None, 2:].clamp(min=1e-6)
+    assert (valid == wvalid).float().mean() > 0.95
+    both = valid & wvalid
+    assert ((pts - want).abs() <= 0.5 / G * scale + 1e-6)[both].all()
+    # invalid flow cells drop their pairs
+    fv = torch.ones(4, G, G, dtype=torch.bool)
+    fv[:, : G // 2] = False  # the top half of every source image
+    _, v2 = P.flow_pairs(ba, fa, bb, fb, 8, ident, fv)
+    src = P.view_to_image(P.patch_centres(8)[None].expand(4, -1, -1), ba, fa)
+    assert not v2[src[..., 0] < 0.5].any()
+
+
+def test_multiview_pretraining_takes_its_pairs_through_the_flow():
+    mv = P.render_multiview_pairs(8, seed=0, size=112, grid=28, progress=False)
+    assert mv.images.shape == (8, 2, 112, 112, 3) and mv.flow.shape == (8, 2, 28, 28, 2)
+    assert 0.05 < mv.valid.mean() < 0.9
+    cfg = P.PretrainConfig(family="dinov2", steps=6, batch=4, view_size=56, lr=2e-3, pairs=64)
+    res = P.pretrain(mv, cfg, progress=False)
+    assert res.steps == 6 and all(np.isfinite(h["total"]) for h in res.history)
+    dense = [v for k, v in res.history[0].items() if k.startswith("dense:")]
+    assert dense and all(v > 0.5 for v in dense)  # real pairs, not the empty-set 0

@@ -9,7 +9,11 @@ the synthetic world instead. It uses **RGB pixels only**: the data pipeline
 viewpoints, lights and backgrounds and returns a bare ``(N,R,H,W,3) uint8`` array (R
 re-renders of each scene); the part ids, masks, depths, categories, affordances and functions
 the renderer also knows are dropped there and never reach :func:`pretrain` (which only
-accepts such an RGB array).
+accepts such an RGB array). With :func:`render_multiview_pairs` (what the shipped files use)
+the two renders of a scene come from two cameras, and the only non-RGB data kept is their
+multi-view geometry (:class:`MultiviewRenders`: which pixel of the other view sees the same
+surface point), the classic self-supervision of dense object descriptors; dense pairs then
+follow it (:func:`flow_pairs`) instead of the identity.
 
 Objective (two augmented views ``a``, ``b`` of the same scene; a student network ``s`` and an
 EMA teacher ``t``; all embeddings L2-normalised; a standard combination of DenseCL/PixPro/VADeR
@@ -149,6 +153,112 @@ def render_pretraining_images(
                 out[k, j] = view.rgb  # RGB only: nothing else of the view leaves here
             k += 1
     return out
+
+
+@dataclass
+class MultiviewRenders:
+    """Two renders of each scene from two *different* cameras, plus where each grid cell of
+    one view lands in the other (multi-view geometry only; see :func:`flow_between`).
+
+    Attributes:
+        images: (N,2,S,S,3) uint8 RGB.
+        flow: (N,2,G,G,2) float32: for view ``v``'s grid cell (i, j) (centre ((i+.5)/G,
+            (j+.5)/G) in normalised (row, col)), the normalised (row, col) of the same surface
+            point in view ``1 - v``.
+        valid: (N,2,G,G) bool: the cell shows the object and its surface point is visible in
+            the other view.
+    """
+
+    images: np.ndarray
+    flow: np.ndarray
+    valid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def flow_between(view_a, view_b, grid: int, tol: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Geometric correspondence of two renders of the same object (pure multi-view geometry:
+    ``view_a.points`` projected by ``view_b``'s camera, with a depth test; no labels).
+
+    Args:
+        view_a, view_b: :class:`afford.synth.render.View` of the same scene, S x S pixels.
+        grid: G; the flow is evaluated at the pixel under each cell centre of a G x G grid.
+        tol: depth-test tolerance, relative to the camera depth.
+    Returns:
+        flow (G,G,2) float32 normalised (row, col) in view b (pixel centres at (k+.5)/S),
+        valid (G,G) bool.
+    """
+    s = view_a.rgb.shape[0]
+    pix = np.minimum(((np.arange(grid) + 0.5) * s / grid).astype(int), s - 1)
+    rr, cc = np.meshgrid(pix, pix, indexing="ij")
+    pts = view_a.points[rr, cc].reshape(-1, 3)
+    ok = view_a.mask[rr, cc].reshape(-1) & np.isfinite(pts).all(1)
+    flow = np.zeros((grid * grid, 2), np.float32)
+    cam = view_b.object_camera()
+    if ok.any():
+        uv, z = cam.project(pts[ok])
+        col, row = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+        inside = (z > 0) & (row >= 0) & (row < s) & (col >= 0) & (col < s)
+        rc, cc2 = np.clip(row, 0, s - 1), np.clip(col, 0, s - 1)
+        seen = inside & view_b.mask[rc, cc2] & (np.abs(view_b.depth[rc, cc2] - z) < tol * z)
+        flow[ok] = np.stack([(uv[:, 1] + 0.5) / s, (uv[:, 0] + 0.5) / s], 1)
+        idx = np.flatnonzero(ok)
+        ok[idx[~seen]] = False
+    return flow.reshape(grid, grid, 2), ok.reshape(grid, grid)
+
+
+def render_multiview_pairs(
+    n: int,
+    seed: int = 0,
+    size: int = 224,
+    views_per_asset: int = 4,
+    max_offset_deg: float = 40.0,
+    grid: int = 56,
+    categories: Sequence[str] | None = None,
+    progress: bool = True,
+) -> MultiviewRenders:
+    """Like :func:`render_pretraining_images`, but the two renders of a scene come from two
+    cameras up to ``max_offset_deg`` apart in azimuth and half that in elevation (independent
+    light and background each), and the cross-view :func:`flow_between` is kept. Only RGB and
+    this geometry leave here: part ids, categories, affordances and functions are dropped."""
+    from tqdm import tqdm
+
+    from afford.synth import assets as A
+    from afford.synth.render import Camera, Scene, random_light
+
+    if n < 1:
+        raise AffordError(f"--images must be >= 1, got {n}")
+    cats = list(categories) if categories is not None else list(A.CATEGORIES)
+    rng = np.random.default_rng([seed, 54321])
+    images = np.empty((n, 2, size, size, 3), np.uint8)
+    flow = np.zeros((n, 2, grid, grid, 2), np.float32)
+    valid = np.zeros((n, 2, grid, grid), bool)
+    k = 0
+    off = np.deg2rad(max_offset_deg)
+    for i in tqdm(range(math.ceil(n / views_per_asset)), desc="render", disable=not progress,
+                  leave=False):  # fmt: skip
+        scene = Scene(A.make_asset(cats[i % len(cats)], DATA_SEED_OFFSET + seed * 100_000 + i))
+        for _ in range(min(views_per_asset, n - k)):
+            el0, az0 = np.deg2rad(rng.uniform(-10, 60)), rng.uniform(0, 2 * np.pi)
+            dist, fov = rng.uniform(1.3, 2.2), rng.uniform(30, 40)
+            target = rng.uniform(-0.1, 0.1, 3)
+            views = []
+            for el, az in (
+                (el0, az0),
+                (el0 + rng.uniform(-off, off) / 2, az0 + rng.uniform(-off, off)),
+            ):
+                eye = dist * np.array(
+                    [np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)]
+                )
+                cam = Camera.look_at(eye, target, fov_deg=fov, width=size, height=size)
+                bg = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
+                views.append(scene.render(cam, background=bg, light=random_light(rng), rng=rng))
+            for v in (0, 1):
+                images[k, v] = views[v].rgb
+                flow[k, v], valid[k, v] = flow_between(views[v], views[1 - v], grid)
+            k += 1
+    return MultiviewRenders(images, flow, valid)
 
 
 def check_rgb_array(images: object) -> np.ndarray:
@@ -317,6 +427,31 @@ def dense_pairs(
     return pts_b, valid
 
 
+def flow_pairs(
+    boxes_a: torch.Tensor,
+    flips_a: torch.Tensor,
+    boxes_b: torch.Tensor,
+    flips_b: torch.Tensor,
+    grid: int,
+    flow: torch.Tensor,
+    fvalid: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dense_pairs` across two cameras: view a's patch centres -> source a -> (nearest
+    cell of ``flow`` (B,G,G,2), normalised (row, col) in source b) -> view b.
+
+    Returns ``pts_b`` (B, grid*grid, 2) and ``valid`` (B, grid*grid): the flow cell is valid
+    (``fvalid`` (B,G,G)) and the point lies inside view b."""
+    b, g = flow.shape[0], flow.shape[1]
+    c = patch_centres(grid).to(boxes_a.dtype)[None].expand(b, -1, -1)
+    src = view_to_image(c, boxes_a, flips_a)
+    cell = (src * g).floor().long().clamp(0, g - 1)
+    lin = cell[..., 0] * g + cell[..., 1]  # (B,P)
+    src_b = torch.gather(flow.reshape(b, g * g, 2), 1, lin[..., None].expand(-1, -1, 2))
+    ok = torch.gather(fvalid.reshape(b, g * g), 1, lin)
+    pts_b = image_to_view(src_b.to(boxes_b.dtype), boxes_b, flips_b)
+    return pts_b, ok & ((pts_b >= 0) & (pts_b <= 1)).all(-1)
+
+
 def dense_loss(
     q_map: torch.Tensor,
     k_map: torch.Tensor,
@@ -472,10 +607,12 @@ def ssl_losses(
     geoms: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     cfg: PretrainConfig,
     gen: torch.Generator,
+    flows: tuple | None = None,
 ) -> dict[str, torch.Tensor]:
     """Symmetrised objective (Eq. D1 per dense head + Eq. G1) for two normalised view batches
-    (B,3,S,S) and their crop geometries ((boxes, flips), (boxes, flips)). Returns "total",
-    "img" and "dense:<head>"."""
+    (B,3,S,S) and their crop geometries ((boxes, flips), (boxes, flips)). ``flows`` (for
+    renders from two cameras): ((flow, valid) from source a to b, (flow, valid) from b to a),
+    see :func:`flow_pairs`; None = same camera. Returns "total", "img" and "dense:<head>"."""
     s_out = [student(v) for v in views]
     with torch.no_grad():
         t_out = [teacher(v) for v in views]
@@ -487,7 +624,10 @@ def ssl_losses(
         v = F.normalize(t_out[b]["cls"], dim=-1)
         img = img + 0.5 * info_nce(u, v, cfg.tau_global)
         g = next(iter(s_out[a]["dense"].values())).shape[-1]
-        pts_b, valid = dense_pairs(*geoms[a], *geoms[b], g)
+        if flows is None:
+            pts_b, valid = dense_pairs(*geoms[a], *geoms[b], g)
+        else:
+            pts_b, valid = flow_pairs(*geoms[a], *geoms[b], g, *flows[a])
         n_valid = int(valid.sum())
         sel = None
         if n_valid > cfg.pairs:
@@ -515,7 +655,9 @@ def pretrain(
 
     Args:
         images: (N,R,H,W,3) (or (N,H,W,3)) uint8 RGB renders -- the only input; no labels
-            of any kind. The two views of a pair come from two different re-renders r.
+            of any kind. The two views of a pair come from two different re-renders r. Or a
+            :class:`MultiviewRenders` (RGB from two cameras plus their geometric flow; still
+            no labels): dense pairs then follow the flow.
         cfg: hyper-parameters; ``cfg.steps`` fixes the schedule (deterministic for
             ``cfg.seed``); ``cfg.minutes`` is an optional wall-clock cap (stops early, recorded
             in the result).
@@ -527,7 +669,8 @@ def pretrain(
 
     from afford.backbones.common import IMAGENET_MEAN, IMAGENET_STD
 
-    images = check_rgb_array(images)
+    mv = images if isinstance(images, MultiviewRenders) else None
+    images = check_rgb_array(mv.images if mv is not None else images)
     if cfg.steps < 1 or cfg.batch < 2:
         raise AffordError(
             f"pretrain: need steps >= 1 and batch >= 2 (got {cfg.steps}, {cfg.batch})"
@@ -562,6 +705,13 @@ def pretrain(
         pos += batch
         ra = torch.randint(n_r, (batch,), generator=gen)
         rb = (ra + torch.randint(1, max(n_r, 2), (batch,), generator=gen)) % n_r
+        flows = None
+        if mv is not None:  # the two renders come from two cameras: pairs through the flow
+            flows = tuple(
+                (torch.from_numpy(mv.flow[idx.numpy(), r.numpy()]),
+                 torch.from_numpy(mv.valid[idx.numpy(), r.numpy()]))
+                for r in (ra, rb)
+            )  # fmt: skip
         views, geoms = [], []
         for r in (ra, rb):  # two different re-renders of each scene (same camera)
             src = data[idx, r].float() / 255
@@ -572,7 +722,9 @@ def pretrain(
         lr = schedule(step, cfg.steps, cfg.lr, cfg.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
-        terms = ssl_losses(student, teacher, (views[0], views[1]), (geoms[0], geoms[1]), cfg, gen)
+        terms = ssl_losses(
+            student, teacher, (views[0], views[1]), (geoms[0], geoms[1]), cfg, gen, flows
+        )
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.clip_grad)

@@ -2,8 +2,10 @@
 
     afford pretrain-backbone --family dino|dinov2 --out FILE [--minutes M] [--seed S]
                              [--images N] [--steps N] [--batch B] [--view-size S] [--threads T]
+                             [--multiview-deg D] [--crop-scale MIN MAX]
 
-Renders ``--images`` RGB images of random synthetic assets (no labels kept), pre-trains the
+Renders ``--images`` RGB images of random synthetic assets (no labels kept; with
+``--multiview-deg`` two cameras per scene and their pixel-to-pixel geometry), pre-trains the
 tiny backbone of ``--family`` self-supervised (``afford.backbones.pretrain``), and writes the
 weights (``FILE``, loadable with ``load_dino(weights=FILE, variant="tiny")`` or
 ``variant="tiny-synth"`` once shipped) plus ``FILE.json`` (command, config, timing, losses).
@@ -24,6 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     from afford.backbones.pretrain import (
         PretrainConfig,
         pretrain,
+        render_multiview_pairs,
         render_pretraining_images,
         wrap_backbone,
     )
@@ -37,7 +40,12 @@ def _run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     t0 = time.monotonic()
-    images = render_pretraining_images(args.images, seed=args.seed, size=224)
+    if args.multiview_deg > 0:
+        images = render_multiview_pairs(
+            args.images, seed=args.seed, size=224, max_offset_deg=args.multiview_deg
+        )
+    else:
+        images = render_pretraining_images(args.images, seed=args.seed, size=224)
     t_render = time.monotonic() - t0
     cfg = PretrainConfig(
         family=args.family,
@@ -46,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
         batch=args.batch,
         view_size=args.view_size,
         minutes=args.minutes,
+        crop_scale=(args.crop_scale[0], args.crop_scale[1]),
     )
     res = pretrain(images, cfg)
     module = wrap_backbone(res.vit.eval(), args.family, f"{args.family}-tiny@pretrained")
@@ -72,7 +81,11 @@ def _run(args: argparse.Namespace) -> int:
             for i in range(0, len(hist), k)
         ],
         "fingerprint": file_fingerprint(args.out),
-        "labels_used": "none (RGB pixels only)",
+        "labels_used": "none (RGB pixels only)"
+        if args.multiview_deg <= 0
+        else "none (RGB pixels and multi-view geometry: which pixel of the second camera sees "
+        "the same surface point)",
+        "multiview_deg": args.multiview_deg,
     }
     write_json(str(args.out) + ".json", summary)
     print(
@@ -101,6 +114,22 @@ def register(groups: dict) -> None:
     p.add_argument("--steps", type=int, default=700, help="optimisation steps (default 700)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--view-size", type=int, default=112, help="augmented view side (px)")
+    p.add_argument(
+        "--multiview-deg",
+        type=float,
+        default=0.0,
+        help="render the two views of a pair from two cameras up to this many degrees apart "
+        "(azimuth; half in elevation) and match patches through the rendered geometry "
+        "(default 0: two re-renders from the same camera)",
+    )
+    p.add_argument(
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        default=(0.2, 0.8),
+        metavar=("MIN", "MAX"),
+        help="random-resized-crop area range (default 0.2 0.8)",
+    )
     p.add_argument(
         "--threads",
         type=int,
