@@ -181,7 +181,9 @@ def simulated_affinity(
     from scipy.ndimage import gaussian_filter, zoom
 
     obj = patch_response(area_resize(obj_mask, grid)).astype(np.float64)
-    act = np.zeros_like(obj) if actor_mask is None else patch_response(area_resize(actor_mask, grid))
+    act = (
+        np.zeros_like(obj) if actor_mask is None else patch_response(area_resize(actor_mask, grid))
+    )
 
     def one(region: np.ndarray) -> np.ndarray:
         r = gaussian_filter(region, rng.uniform(0.5, 1.0))
