@@ -218,3 +218,15 @@ def test_out_dir_rules(tmp_path):
         "knife_001",
         "knife_002",
     ]
+
+
+def test_per_category_override_and_its_validation():
+    from afford.errors import AffordError
+
+    cfg = CorrSynthConfig(size="default", per_category=(6, 1, 1)).resolved()
+    assert cfg.per_category == (6, 1, 1) and cfg.image_size == 224
+    assert CorrSynthConfig(size="default").resolved().per_category == (2, 1, 1)
+    with pytest.raises(AffordError, match="--per-category"):
+        CorrSynthConfig(size="tiny", per_category=(0, 1, 1)).resolved()
+    argv = ["synth", "correspondence", "--out", "unused", "--size", "tiny"]
+    assert main(argv + ["--per-category", "1", "0", "1"]) == 2

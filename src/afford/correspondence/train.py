@@ -35,7 +35,7 @@ class CorrTrainConfig:
     out: str = "runs/correspondence/synth-full"
     name: str = "full"
     # backbones
-    dinov2: str = "vitb14"  # "vitb14" | "tiny"
+    dinov2: str = "vitb14"  # "vitb14" | "tiny" | "tiny-synth"
     dinov2_weights: str | None = None
     clip: str = "vitb16"  # "vitb16" | "tiny"
     clip_weights: str | None = None

@@ -28,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         views=args.views,
         categories=cats,
         max_points=args.max_points,
+        per_category=tuple(args.per_category) if args.per_category else None,
     )
     start = time.perf_counter()
     manifest = write_correspondence_dataset(
@@ -71,6 +72,14 @@ def register(groups: dict) -> None:
     p.add_argument("--categories", default=None, help="comma-separated subset of categories")
     p.add_argument(
         "--max-points", type=int, default=None, help="GT points per pair cap (paper: 10000)"
+    )
+    p.add_argument(
+        "--per-category",
+        type=int,
+        nargs=3,
+        metavar=("TRAIN", "VAL", "TEST"),
+        default=None,
+        help="assets per category in each split (overrides the preset's)",
     )
     p.add_argument("--no-contact-sheet", action="store_true", help="skip contact_sheet.png")
     p.set_defaults(func=_run)

@@ -131,6 +131,10 @@ class CorrSynthConfig:
                 setattr(out, key, value)
         out.per_category = tuple(int(v) for v in out.per_category)
         out.pairs = tuple(int(v) for v in out.pairs)
+        if len(out.per_category) != 3 or min(out.per_category) < 1:
+            raise AffordError(
+                f"--per-category needs three counts >= 1 (train, val, test), got {out.per_category}"
+            )
         if self.views < 2:
             raise AffordError(f"--views must be >= 2 (multi-view pairs), got {self.views}")
         from afford.synth.assets import CATEGORIES
