@@ -103,6 +103,15 @@ class PretrainConfig:
 # ----------------------------------------------------------------------------- data
 
 
+def orbit_camera(el: float, az: float, dist: float, target: np.ndarray, fov: float, size: int):
+    """A ``size`` x ``size`` camera at elevation ``el`` / azimuth ``az`` (radians) and distance
+    ``dist`` from the origin, looking at ``target``, vertical field of view ``fov`` degrees."""
+    from afford.synth.render import Camera
+
+    eye = dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    return Camera.look_at(eye, target, fov_deg=fov, width=size, height=size)
+
+
 def render_pretraining_images(
     n: int,
     seed: int = 0,
@@ -128,7 +137,7 @@ def render_pretraining_images(
     from tqdm import tqdm
 
     from afford.synth import assets as A
-    from afford.synth.render import Camera, Scene, random_light
+    from afford.synth.render import Scene, random_light
 
     if n < 1:
         raise AffordError(f"--images must be >= 1, got {n}")
@@ -144,9 +153,8 @@ def render_pretraining_images(
             el = np.deg2rad(rng.uniform(-20, 70))
             az = rng.uniform(0, 2 * np.pi)
             dist = rng.uniform(1.3, 2.2)
-            eye = dist * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
             target = rng.uniform(-0.1, 0.1, 3)
-            cam = Camera.look_at(eye, target, fov_deg=rng.uniform(30, 40), width=size, height=size)
+            cam = orbit_camera(el, az, dist, target, rng.uniform(30, 40), size)
             for j in range(renders):
                 bg = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
                 view = scene.render(cam, background=bg, light=random_light(rng), rng=rng)
@@ -225,7 +233,7 @@ def render_multiview_pairs(
     from tqdm import tqdm
 
     from afford.synth import assets as A
-    from afford.synth.render import Camera, Scene, random_light
+    from afford.synth.render import Scene, random_light
 
     if n < 1:
         raise AffordError(f"--images must be >= 1, got {n}")
@@ -248,10 +256,7 @@ def render_multiview_pairs(
                 (el0, az0),
                 (el0 + rng.uniform(-off, off) / 2, az0 + rng.uniform(-off, off)),
             ):
-                eye = dist * np.array(
-                    [np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)]
-                )
-                cam = Camera.look_at(eye, target, fov_deg=fov, width=size, height=size)
+                cam = orbit_camera(el, az, dist, target, fov, size)
                 bg = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
                 views.append(scene.render(cam, background=bg, light=random_light(rng), rng=rng))
             for v in (0, 1):
