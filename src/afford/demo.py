@@ -77,7 +77,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "correspondence": {"size": "small", "views": 19},
         "grounding": {
             "data": {"augment": False, "preload": True},
-            "train": {"epochs": 5, "batch_size": 8, "max_batches_per_epoch": 24},
+            "train": {"epochs": 10, "batch_size": 8, "max_batches_per_epoch": 24},
         },
         "corr_train": {
             "proj_dim": 128,
@@ -87,7 +87,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "points": 128,
             "spatial_points": 128,
             "epochs": 3,
-            "iters_per_epoch": 40,
+            "iters_per_epoch": 200,
             "lr": 1e-3,
             "val_batches": 4,
         },
@@ -532,8 +532,9 @@ class Demo:
                 "affinity": "simulated",
                 **p.get("data", {}),
             },
-            # DINO: the tiny architecture pre-trained label-free on synthetic renders (shipped;
-            # docs/tiny-backbones.md): its keys carry more part signal than random init.
+            # DINO: the tiny architecture pre-trained on synthetic renders without part,
+            # affordance or function labels (shipped; docs/tiny-backbones.md): its keys carry
+            # much more part signal than random init.
             "backbone": {"dino": {"variant": "tiny-synth"}, "clip": {"variant": "tiny"}},
             "model": dict(GROUNDING_RUNS[run]),
             "train": train,
@@ -549,7 +550,7 @@ class Demo:
             **CORR_RUNS[run],
             "data": str(self.corr_root),
             "out": str(self.out / "runs" / run),
-            "dinov2": "tiny",
+            "dinov2": "tiny-synth",  # pre-trained like the DINO (docs/tiny-backbones.md)
             "clip": "tiny",
             "seed": self.seed,
             "device": self.device,
@@ -660,7 +661,7 @@ class Demo:
         ev = self.profile["eval"]
         ds = CorrespondenceDataset(self.corr_root)
         rows = [ChanceRow(seed=self.seed)]
-        rows.append(BackboneRow(load_dinov2(None, variant="tiny", device=dev)))
+        rows.append(BackboneRow(load_dinov2(None, variant="tiny-synth", device=dev)))
         for run, spec in CORR_RUNS.items():
             model, dino, clip, functions, _ = load_corr(self.runs[run], dev)
             rows.append(ModelRow(model, dino, clip, functions, name=spec["name"]))
@@ -681,7 +682,7 @@ class Demo:
             "results": str(out / "results.json"),
             "cpu_s": _cpu_seconds() - t0,
         }
-        names = {"chance": "chance", "dino": "dino (tiny, frozen)"}
+        names = {"chance": "chance", "dino": "dino (tiny-synth, frozen)"}
         for row in rows:
             r = res[row.name]
             c[row.name] = {
@@ -702,8 +703,8 @@ class Demo:
             "evaluate chance row", f"{base} --baseline chance --seed {self.seed} --out {out}/chance"
         )
         self.cmd(
-            "evaluate frozen tiny-DINOv2 row",
-            f"{base} --baseline dino --dinov2 tiny --out {out}/dino",
+            "evaluate frozen tiny-synth DINOv2 row",
+            f"{base} --baseline dino --dinov2 tiny-synth --out {out}/dino",
         )
         for run in CORR_RUNS:
             self.cmd(f"evaluate {run}", f"{base} --checkpoint {self.runs[run]} --out {out}/{run}")
@@ -992,9 +993,10 @@ def render_markdown(r: dict, root: Path) -> str:
     )
     tr = r["training"]
     add(
-        "2. **Training** on tiny backbones (small widths; DINOv2 / CLIP `tiny` with fixed "
-        "random weights, identical in every process; DINO `tiny-synth`, the tiny architecture "
-        "pre-trained without any labels on synthetic renders, see docs/tiny-backbones.md): "
+        "2. **Training** on tiny backbones (small widths; CLIP `tiny` with fixed random "
+        "weights, identical in every process; DINO and DINOv2 `tiny-synth`, the tiny "
+        "architecture pre-trained on synthetic renders from multi-view geometry, without any "
+        "part, affordance or function label, see docs/tiny-backbones.md): "
         "the selective contrastive grounding "
         f"model ({tr['grounding-selective']['epochs']} epochs) and the CE-only baseline "
         "(Table 2 row (a)); the full correspondence model (functional + spatial loss) and the "
@@ -1079,10 +1081,10 @@ def render_markdown(r: dict, root: Path) -> str:
             add(
                 f"*Diagnostic:* the spatial loss of `{run}` ended at {spatial:.3f}, the value "
                 f"ln({info.get('spatial_points', 128)}) = {chance_level:.3f} of features that "
-                "cannot tell the sampled points apart: on this frozen random tiny DINOv2 the "
+                "cannot tell the sampled points apart: on this frozen tiny DINOv2 the "
                 "head found (almost) no geometric signal to learn from, so these rows are not "
-                "expected to beat chance. Real DINOv2 weights (or a tiny backbone pre-trained "
-                "self-supervised) are what the method needs.\n"
+                "expected to beat chance by much. Real DINOv2 weights (or a longer "
+                "pre-trained tiny backbone) are what the method needs.\n"
             )
     rows = []
     for key in ("full", "spatial-only"):
