@@ -11,6 +11,7 @@ from afford.correspondence.sampling import (
     sample_mask_points,
     step_generator,
 )
+from afford.errors import AffordError
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,36 @@ def test_batches_are_deterministic_per_step(train_set):
     assert not torch.equal(x["part0"], z["part0"])
     c = PairSampler(ts, pairs=3, n_points=8, n_spatial=8, seed=2).batch(2)
     assert not torch.equal(x["images"], c["images"])
+
+
+def test_object_region_spatial_correspondences(tiny_root, train_set):
+    """spatial_region="object" (paper Eq. 2): the image-0 ends lie anywhere on the object, the
+    rows are stored once per view pair and every item of a view indexes the same groups."""
+    ds = CorrespondenceDataset(tiny_root)
+    obj = build_training_set(ds, ds.asset_ids("train"), spatial_region="object")
+    part = train_set
+    assert obj.n_items == part.n_items and np.array_equal(obj.part, part.part)
+    # more correspondences per group, and rows outside the parts
+    assert obj.group_count.mean() > part.group_count.mean()
+    b = PairSampler(obj, pairs=6, n_points=8, n_spatial=24, seed=3).batch(2)
+    outside = 0
+    for k in range(6):
+        i0 = int(b["item0"][k])
+        v0, v2 = obj.item_view[i0], int(b["view2"][k])
+        assert v0 != v2 and obj.view_asset[v0] == obj.view_asset[v2]
+        src = np.rint(b["src"][k].numpy()).astype(int)
+        dst = np.rint(b["dst"][k].numpy()).astype(int)
+        assert obj.masks[v0][src[:, 0], src[:, 1]].all()
+        outside += int((~obj.part[i0][src[:, 0], src[:, 1]]).sum())
+        c0 = obj.images[v0][src[:, 0], src[:, 1], :2].astype(float)
+        c2 = obj.images[v2][dst[:, 0], dst[:, 1], :2].astype(float)
+        assert np.abs(c0 - c2).mean() < 6
+    assert outside > 0
+    # the items of one view share its groups (same rows, other function)
+    v = obj.item_view[0]
+    same_view = np.flatnonzero(obj.item_view == v)
+    assert same_view.size == 2
+    g = [obj.group_start[obj.item_groups[i] : obj.item_groups[i + 1]] for i in same_view]
+    assert np.array_equal(g[0], g[1])
+    with pytest.raises(AffordError, match="spatial_region"):
+        build_training_set(ds, ds.asset_ids("train"), spatial_region="everywhere")

@@ -39,6 +39,14 @@ def test_config_rejects_unknown_and_inconsistent_keys(tmp_path):
     p.write_text("functional: false\nspatial: false\n")
     with pytest.raises(AffordError, match="at least one"):
         CorrTrainConfig.from_yaml(p)
+    with pytest.raises(AffordError, match="spatial_region"):
+        CorrTrainConfig.from_dict({"spatial_region": "image"})
+    with pytest.raises(AffordError, match="feature_augs"):
+        CorrTrainConfig.from_dict({"feature_augs": -1})
+    # the spatial loss region follows the mode unless set
+    assert CorrTrainConfig().spatial_region_used == "object"
+    assert CorrTrainConfig(mode="official").spatial_region_used == "part"
+    assert CorrTrainConfig(spatial_region="part").spatial_region_used == "part"
 
 
 def test_split_train_assets_is_seeded_and_disjoint():

@@ -29,6 +29,8 @@ from afford.errors import AffordError
 
 log = logging.getLogger(__name__)
 
+SPATIAL_REGIONS = ("part", "object")
+
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     """A CPU generator determined by ``(seed, step)`` only."""
@@ -165,6 +167,7 @@ def build_training_set(
     min_points: int = 1,
     min_corr: int = 8,
     functions: list[str] | None = None,
+    spatial_region: str = "part",
 ) -> TrainingSet:
     """Crop every view of ``asset_ids`` and index the (asset, view, function) items.
 
@@ -174,10 +177,16 @@ def build_training_set(
         min_points: items need at least this many part and non-part pixels in the crop.
         min_corr: a (item, other view) spatial group needs this many correspondences.
         functions: global function list (default: ``dataset.functions``).
+        spatial_region: where the image-0 ends of the spatial correspondences may lie:
+            "part" (inside the item's functional part, the released code) or "object" (any
+            object pixel: the paper's Eq. 2, "q a pixel in the first view"). With "object" the
+            correspondence rows are stored once per view pair and shared by the items of a view.
     Items failing the checks are dropped and counted in a log message (never silently).
     """
     if labels not in ("pseudo", "gt"):
         raise AffordError(f"labels must be 'pseudo' or 'gt', got {labels!r}")
+    if spatial_region not in SPATIAL_REGIONS:
+        raise AffordError(f"spatial_region must be one of {SPATIAL_REGIONS}, got {spatial_region!r}")
     if not asset_ids:
         raise AffordError(f"{dataset.root}: no training assets")
     functions = list(functions or dataset.functions)
@@ -234,6 +243,26 @@ def build_training_set(
         h, w = info.image_size
         src_pix[:, 0] = src_pix[:, 0].clip(0, h - 1)
         src_pix[:, 1] = src_pix[:, 1].clip(0, w - 1)
+        if spatial_region == "object":
+            rows = np.flatnonzero(inside & v["mask"][vi, src_pix[:, 0], src_pix[:, 1]])
+            order = np.lexsort((vj[rows], vi[rows]))
+            rows = rows[order]
+            keys = np.stack([vi[rows], vj[rows]], 1)
+            if rows.size:
+                uniq, start, count = np.unique(keys, axis=0, return_index=True, return_counts=True)
+                keep = count >= min_corr
+                uniq, start, count = uniq[keep], start[keep], count[keep]
+                # every item of view uniq[g, 0] gets group g (the rows are stored once)
+                items = item_of[uniq[:, 0]]  # (G', F)
+                gi, fi_ = np.nonzero(items >= 0)
+                g_item.append(items[gi, fi_])
+                g_view.append(base + uniq[gi, 1])
+                g_start.append(n_corr + start[gi])
+                g_count.append(count[gi])
+                csrc.append(src_c[rows].astype(np.float32))
+                cdst.append(dst_c[rows].astype(np.float32))
+                n_corr += rows.shape[0]
+            continue
         lab_full = v["gt_mask"] if labels == "gt" else v["pseudo_mask"]
         in_part = lab_full[vi, :, src_pix[:, 0], src_pix[:, 1]]  # (M,F)
         for fi in range(len(info.functions)):
@@ -308,6 +337,9 @@ class PairSampler:
         n_spatial: Ns multi-view correspondences per pair (paper: 128); 0 disables image 2.
         seed: batch ``step`` depends on ``(seed, step)`` only.
         noise, p_noise: background noise amplitude (0..255) and probability.
+        feature_augs: K > 0 returns ``augs`` (a background randomisation index in [0, K) per
+            image, for a :class:`~afford.correspondence.featbank.FeatureBank`) instead of
+            rendering ``images``; 0 renders the images.
     """
 
     def __init__(
@@ -319,11 +351,13 @@ class PairSampler:
         seed: int = 0,
         noise: float = 50.0,
         p_noise: float = 0.5,
+        feature_augs: int = 0,
     ) -> None:
-        if pairs < 1 or n_points < 1 or n_spatial < 0:
-            raise AffordError("pairs and n_points must be >= 1 and n_spatial >= 0")
+        if pairs < 1 or n_points < 1 or n_spatial < 0 or feature_augs < 0:
+            raise AffordError("pairs and n_points must be >= 1, n_spatial and feature_augs >= 0")
         self.data, self.pairs, self.n_points, self.n_spatial = data, pairs, n_points, n_spatial
         self.seed, self.noise, self.p_noise = seed, noise, p_noise
+        self.feature_augs = int(feature_augs)
         n_groups = np.diff(data.item_groups)
         eligible = n_groups > 0 if n_spatial > 0 else np.ones(data.n_items, bool)
         nf = len(data.functions)
@@ -357,8 +391,9 @@ class PairSampler:
     def batch(self, step: int) -> dict[str, Tensor]:
         """Batch number ``step``.
 
-        Returns dict: ``images`` (2P or 3P, 3, S, S) float in [0,1] ordered [image 0 | image 1 |
-        image 2]; ``function`` (P,) index into ``functions``; ``part0``, ``non0``, ``part1``,
+        Returns dict: ``views`` (2P or 3P,) training-view index of [image 0 | image 1 | image 2];
+        ``images`` (2P or 3P, 3, S, S) float in [0,1] in that order, or with ``feature_augs`` K
+        > 0 ``augs`` (2P or 3P,) int64 in [0, K) instead; ``function`` (P,) index into ``functions``; ``part0``, ``non0``, ``part1``,
         ``non1`` (P,N,2) (row, col) crop pixels; ``src``, ``dst`` (P,Ns,2) float crop
         coordinates in image 0 / image 2 (when n_spatial > 0); ``item0``, ``item1``, ``view2``.
         """
@@ -406,7 +441,11 @@ class PairSampler:
             out["view2"] = torch.from_numpy(v2)
             views.append(v2)
         allv = np.concatenate(views)
-        out["images"] = randomize_background(
-            self._images[allv], self._masks[allv], gen, self.noise, self.p_noise
-        )
+        out["views"] = torch.from_numpy(allv)
+        if self.feature_augs:
+            out["augs"] = torch.randint(self.feature_augs, (allv.shape[0],), generator=gen)
+        else:
+            out["images"] = randomize_background(
+                self._images[allv], self._masks[allv], gen, self.noise, self.p_noise
+            )
         return out

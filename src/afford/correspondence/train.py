@@ -57,9 +57,15 @@ class CorrTrainConfig:
     pairs: int = 50
     points: int = 128
     spatial_points: int = 128
+    # where spatial correspondences start: "object" (paper Eq. 2: any pixel of the first view) |
+    # "part" (released code: inside the functional part); None follows `mode`
+    spatial_region: str | None = None
     labels: str = "pseudo"  # "pseudo" (paper) | "gt" (oracle ablation)
     noise: float = 50.0
     p_noise: float = 0.5
+    # 0: the frozen backbone runs on every batch (paper); K > 0: its outputs are precomputed
+    # for K background randomisations of every training view (afford.correspondence.featbank)
+    feature_augs: int = 0
     # optimisation
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -111,11 +117,25 @@ class CorrTrainConfig:
         for k in ("pairs", "points", "epochs", "iters_per_epoch", "val_batches"):
             if int(getattr(self, k)) < 1:
                 raise AffordError(f"{where}: {k} must be >= 1")
+        if self.spatial_region not in (None, "object", "part"):
+            raise AffordError(
+                f"{where}: spatial_region must be 'object', 'part' or null (follow mode), "
+                f"got {self.spatial_region!r}"
+            )
+        if int(self.feature_augs) < 0:
+            raise AffordError(f"{where}: feature_augs must be >= 0 (0 = no feature bank)")
         if not 0 <= self.val_fraction < 1:
             raise AffordError(f"{where}: val_fraction must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def spatial_region_used(self) -> str:
+        """"object" in paper mode, "part" in official mode, unless ``spatial_region`` is set."""
+        if self.spatial_region is not None:
+            return self.spatial_region
+        return "object" if self.mode == "paper" else "part"
 
 
 # ---------------------------------------------------------------------------- components
@@ -161,20 +181,26 @@ def batch_losses(
     text_table: torch.Tensor,
     batch: dict[str, torch.Tensor],
     cfg: CorrTrainConfig,
+    bank=None,
 ) -> dict[str, torch.Tensor]:
     """Losses of one batch (Eqs. 1-3). The frozen backbone runs under no-grad.
 
     ``batch["images"]`` holds [image 0 | image 1 | image 2] blocks of P images (image 2 only
-    when the sampler drew spatial correspondences).
+    when the sampler drew spatial correspondences); a batch with ``augs`` instead takes the
+    layer maps of those images from ``bank`` (a :class:`FeatureBank`).
     """
     from afford.correspondence.losses import functional_loss, mask_loss, spatial_loss, total_loss
 
     device = text_table.device
     p = batch["function"].shape[0]
     n = batch["part0"].shape[1]
-    images = batch["images"].to(device)
-    with torch.no_grad():
-        maps = [m.float() for m in backbone(images)]
+    if "augs" in batch:
+        if bank is None:
+            raise AffordError("batch_losses: the batch indexes a feature bank but none was given")
+        maps = bank.gather(batch["views"], batch["augs"], device)
+    else:
+        with torch.no_grad():
+            maps = [m.float() for m in backbone(batch["images"].to(device))]
     text = text_table[batch["function"].to(device)]
 
     def block(k: int) -> list[torch.Tensor]:
@@ -219,17 +245,18 @@ def training_sets(cfg: CorrTrainConfig) -> tuple:
     fit_ids, val_ids = split_train_assets(ds.asset_ids("train"), cfg.val_fraction, cfg.seed)
     if not fit_ids:
         raise AffordError(f"{ds.root}: the 'train' split has no assets")
-    data = build_training_set(ds, fit_ids, labels=cfg.labels, functions=ds.functions)
+    kw = dict(labels=cfg.labels, functions=ds.functions, spatial_region=cfg.spatial_region_used)
+    data = build_training_set(ds, fit_ids, **kw)
     vdata = None
     if val_ids:
-        vdata = build_training_set(ds, val_ids, labels=cfg.labels, functions=ds.functions)
+        vdata = build_training_set(ds, val_ids, **kw)
     return data, vdata
 
 
 class _Sampler:
     """Wraps :class:`PairSampler` and drops the image-1 block when no loss needs it."""
 
-    def __init__(self, data, cfg: CorrTrainConfig, seed: int) -> None:
+    def __init__(self, data, cfg: CorrTrainConfig, seed: int, feature_augs: int = 0) -> None:
         from afford.correspondence.sampling import PairSampler
 
         self.cfg = cfg
@@ -241,14 +268,37 @@ class _Sampler:
             seed=seed,
             noise=cfg.noise,
             p_noise=cfg.p_noise,
+            feature_augs=feature_augs,
         )
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         b = self.inner.batch(step)
         if not (self.cfg.functional or self.cfg.mask):
             p = self.cfg.pairs
-            b["images"] = torch.cat([b["images"][:p], b["images"][2 * p :]])
+            for k in ("images", "views", "augs"):
+                if k in b:
+                    b[k] = torch.cat([b[k][:p], b[k][2 * p :]])
         return b
+
+
+def feature_bank(cfg: CorrTrainConfig, data, backbone, progress: bool = True):
+    """The :class:`FeatureBank` of a config's training set (None when ``feature_augs`` is 0);
+    a function of (backbone, training views, seed, augmentation settings) only, so the rows of
+    an ablation with the same seed can share it."""
+    if not cfg.feature_augs:
+        return None
+    from afford.correspondence.featbank import build_feature_bank
+
+    return build_feature_bank(
+        backbone,
+        data.images,
+        data.masks,
+        cfg.feature_augs,
+        seed=cfg.seed,
+        noise=cfg.noise,
+        p_noise=cfg.p_noise,
+        progress=progress,
+    )
 
 
 def train(
@@ -256,12 +306,16 @@ def train(
     resume: bool = True,
     progress: bool = True,
     sets: tuple | None = None,
+    bank=None,
 ) -> dict[str, Any]:
     """Train; returns {"out", "state" (TrainState as dict), "data" (training-set summary)}.
 
     Writes ``<out>/last``, ``<out>/best`` (checkpoints), ``history.json`` and ``loss.png``.
     ``sets``: optional prebuilt ``(fit TrainingSet, val TrainingSet | None)`` of the same
     dataset, labels and seed (from :func:`training_sets`), to share the cropping between runs.
+    ``bank``: optional prebuilt :func:`feature_bank` of the same fit set, backbone and seed
+    (built here when ``cfg.feature_augs > 0`` and not given). Validation always runs the
+    backbone on freshly randomised images.
     """
     from afford.correspondence.text import encode_functions
     from afford.engine import fit, resolve_device, seed_everything
@@ -273,7 +327,7 @@ def train(
     fit_ids, val_ids = data.assets, (vdata.assets if vdata is not None else [])
     functions = data.functions
     log.info("training set: %s", data.summary())
-    sampler = _Sampler(data, cfg, cfg.seed)
+    sampler = _Sampler(data, cfg, cfg.seed, cfg.feature_augs)
     val_sampler = None
     if vdata is not None:
         try:
@@ -282,6 +336,14 @@ def train(
             log.warning("no validation batches from held-out assets %s: %s", val_ids, exc)
     dino, clip = load_encoders(cfg, device)
     text_table = encode_functions(clip, functions).to(device)
+    if bank is None:
+        bank = feature_bank(cfg, data, dino, progress)
+    elif bank.n_views != data.images.shape[0] or bank.augs != cfg.feature_augs:
+        raise AffordError(
+            f"train: the given feature bank ({bank.n_views} views x {bank.augs}) does not match "
+            f"the training set ({data.images.shape[0]} views) and feature_augs "
+            f"({cfg.feature_augs})"
+        )
     model = build_model(cfg, dino.feat_dim, text_table.shape[1]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_config = {
@@ -299,7 +361,7 @@ def train(
             yield sampler.batch(epoch * cfg.iters_per_epoch + i)
 
     def step(batch, epoch):  # noqa: ARG001
-        return batch_losses(model, dino, text_table, batch, cfg)
+        return batch_losses(model, dino, text_table, batch, cfg, bank)
 
     validate = None
     if val_sampler is not None:
