@@ -186,7 +186,9 @@ def build_training_set(
     if labels not in ("pseudo", "gt"):
         raise AffordError(f"labels must be 'pseudo' or 'gt', got {labels!r}")
     if spatial_region not in SPATIAL_REGIONS:
-        raise AffordError(f"spatial_region must be one of {SPATIAL_REGIONS}, got {spatial_region!r}")
+        raise AffordError(
+            f"spatial_region must be one of {SPATIAL_REGIONS}, got {spatial_region!r}"
+        )
     if not asset_ids:
         raise AffordError(f"{dataset.root}: no training assets")
     functions = list(functions or dataset.functions)

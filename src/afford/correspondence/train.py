@@ -132,7 +132,8 @@ class CorrTrainConfig:
 
     @property
     def spatial_region_used(self) -> str:
-        """"object" in paper mode, "part" in official mode, unless ``spatial_region`` is set."""
+        """The spatial loss region: ``spatial_region`` if set, else "object" in paper mode and
+        "part" in official mode."""
         if self.spatial_region is not None:
             return self.spatial_region
         return "object" if self.mode == "paper" else "part"
