@@ -67,7 +67,7 @@ def test_results_json_keys_and_split(tiny_root, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved) == {"settings", "chance", "box+chance"}
     keys = (
-        {"n", "norm_dist"}
+        {"n", "norm_dist", "distinct"}
         | {f"pck@{k}" for k in KS}
         | {f"best_f1@{k}" for k in KS}
         | {f"ap@{k}" for k in KS}

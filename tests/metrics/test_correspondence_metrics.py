@@ -165,3 +165,14 @@ def test_average_results():
         average_results([a, {"ap@5": 0.1}])
     with pytest.raises(AffordError, match="empty"):
         average_results([])
+
+
+def test_distinct_fraction():
+    from afford.metrics.correspondence import distinct_fraction
+
+    assert distinct_fraction(np.array([[1, 2], [3, 4], [5, 6], [7, 8]])) == 1.0
+    # collapse: every source point on one pixel (float predictions round to pixels)
+    assert distinct_fraction(np.array([[5, 5], [5.2, 4.9], [5, 5], [4.8, 5]])) == 0.25
+    assert distinct_fraction(np.array([[0, 0], [0, 1], [0, 0]])) == pytest.approx(2 / 3)
+    with pytest.raises(AffordError, match="empty"):
+        distinct_fraction(np.zeros((0, 2)))

@@ -5,7 +5,8 @@ Per evaluation pair and per direction (source -> target and target -> source):
 
 - label transfer: every GT source point -> the most similar target pixel inside the target
   object mask (times the predicted part mask with a mask head, or the part box for
-  "VLM + DINO" rows); normalised distance and PCK@k, k in {23, 15, 10, 5};
+  "VLM + DINO" rows); normalised distance and PCK@k, k in {23, 15, 10, 5}; and ``distinct``,
+  the fraction of distinct predicted pixels (a mode-collapse diagnostic, not a paper metric);
 - discovery: cycle-consistency ranked matches between the object pixels (part list first with
   a mask head); best F1@k and AP@k, k in {23, 15, 10, 5}.
 
@@ -51,7 +52,7 @@ def evaluate_direction(
     Returns: (metrics dict with scalars and "curves", predicted target points (n,2)).
     """
     from afford.correspondence.matching import discover, transfer
-    from afford.metrics.correspondence import discovery, label_transfer
+    from afford.metrics.correspondence import discovery, distinct_fraction, label_transfer
 
     tgt_part = None if ft["part"] is None else torch.from_numpy(ft["part"])
     pred = transfer(
@@ -62,6 +63,7 @@ def evaluate_direction(
         tgt_part,
     ).numpy()
     out: dict[str, Any] = label_transfer(pred, tgt_points, thresholds=ks)
+    out["distinct"] = distinct_fraction(pred)
     s = int(discovery_stride)
     sub = (slice(None), slice(None, None, s), slice(None, None, s))
     parts = (None, None)

@@ -100,6 +100,20 @@ def label_transfer(
     return out
 
 
+def distinct_fraction(pred_tgt: Any) -> float:
+    """Fraction of distinct target pixels among label-transfer predictions (one pair, one
+    direction): 1 when every source point lands on its own pixel, 1/N when all N land on one.
+    A mode-collapse diagnostic (paper Sec. 4.2: with the functional loss alone, "the whole
+    spout ... would have the same features", so many source points share one nearest neighbour).
+
+    Args: pred_tgt (N,2) predicted (row, col), N >= 1.
+    """
+    pred = _check_points(pred_tgt, "pred_tgt", "distinct_fraction")
+    if pred.shape[0] == 0:
+        raise AffordError("distinct_fraction: no predictions (empty `pred_tgt`)")
+    return float(np.unique(np.rint(pred).astype(np.int64), axis=0).shape[0] / pred.shape[0])
+
+
 def _candidate_pairs(tree_gt: Any, pred4: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:
     """All (prediction j, GT i) whose 4-D points are within ``radius`` in Chebyshev distance.
 
