@@ -36,7 +36,13 @@ from afford.correspondence.baselines import (
 )
 from afford.correspondence.data import CorrespondenceDataset
 from afford.correspondence.evaluate import KS, evaluate_rows
-from afford.correspondence.train import CorrTrainConfig, load_trained, train, training_sets
+from afford.correspondence.train import (
+    CorrTrainConfig,
+    feature_bank,
+    load_trained,
+    train,
+    training_sets,
+)
 from afford.data.io import write_json
 
 ABLATIONS = {
@@ -44,12 +50,15 @@ ABLATIONS = {
     "spatial only": dict(functional=False, spatial=True),
     "full": dict(functional=True, spatial=True),
     "full + mask": dict(functional=True, spatial=True, mask_head=True, mask=True),
+    # loss-weight sensitivity (not a Table 1 row; the paper's weight is 10)
+    "full, lambda_spatial 1": dict(functional=True, spatial=True, lambda_spatial=1.0),
 }
 COLS = (
     ["norm_dist"]
     + [f"pck@{k}" for k in KS]
     + [f"best_f1@{k}" for k in KS]
     + [f"ap@{k}" for k in KS]
+    + ["distinct"]  # fraction of distinct label-transfer predictions (mode-collapse diagnostic)
 )
 
 
@@ -70,6 +79,8 @@ def base_config(args: argparse.Namespace) -> dict:
         iters_per_epoch=args.iters,
         val_fraction=args.val_fraction,
         val_batches=2,
+        feature_augs=args.feature_augs,
+        spatial_region=args.spatial_region,
         device="cpu",
     )
 
@@ -91,6 +102,11 @@ def _shell_value(v) -> str:
     return " ".join(shlex.quote(str(x)) for x in items)
 
 
+def _slug(name: str) -> str:
+    """A folder name for a row ("full + mask" -> "full_mask")."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name).split())
+
+
 def summarise(runs: list[dict]) -> dict:
     out = {}
     for c in COLS:
@@ -102,14 +118,15 @@ def summarise(runs: list[dict]) -> dict:
 def story_checks(table: dict[str, dict], rows: list[str]) -> dict[str, bool]:
     """The paper's Table 1 story on the rows the issue asks for (chance, backbone NN, ours):
     full best on PCK@23 and AP@23, functional only below spatial only on PCK@23 (mode
-    collapse), every trained row above chance on PCK@23. "VLM + DINO" (test-time part boxes
-    from the labeler) is reported for context and checked separately."""
+    collapse), every trained row above chance on PCK@23. "full" is compared with chance, the
+    backbone NN, functional only and spatial only; the other rows (mask head, loss-weight
+    sensitivity) and "VLM + DINO" (test-time part boxes from the labeler) are reported for
+    context, the latter checked separately."""
     need = [f"ours ({n})" for n in ("functional only", "spatial only", "full")]
     if not all(n in table for n in need):
         return {}
     fo, so, full = (table[n] for n in need)
-    peers = ["chance", "DINO (frozen NN)"] + [f"ours ({n})" for n in rows]
-    peers = [n for n in peers if n in table and n != "ours (full)"]
+    peers = ["chance", "DINO (frozen NN)"] + need[:2]
 
     def best(metric: str, others: list[str]) -> bool:
         return all(full[metric]["mean"] > table[o][metric]["mean"] for o in others)
@@ -197,6 +214,19 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--out-dim", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--spatial-region",
+        choices=["object", "part"],
+        help="spatial correspondences start anywhere on the object (paper Eq. 2) or inside the "
+        "functional part (released code); default: object (paper mode)",
+    )
+    ap.add_argument(
+        "--feature-augs",
+        type=int,
+        default=4,
+        help="backbone outputs precomputed for K background randomisations per view, shared "
+        "by the rows of a seed (0: run the backbone on every batch)",
+    )
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-pairs", type=int, default=20, help="test pairs (0: all)")
     ap.add_argument("--stride", type=int, default=4, help="discovery stride (speed)")
@@ -272,7 +302,7 @@ def main() -> None:
         print(f"seed {seed}", flush=True)
         t = time.time()
         record("chance", evaluate_rows(ds, [ChanceRow(seed)], **eval_kw)["chance"], time.time() - t)
-        sets = None
+        sets = bank = None
         for name in args.rows:
             cfg = CorrTrainConfig.from_dict(
                 {
@@ -280,14 +310,15 @@ def main() -> None:
                     **ABLATIONS[name],
                     "seed": seed,
                     "name": name,
-                    "out": str(runs_dir / f"{name.replace(' ', '_').replace('+', 'mask')}_s{seed}"),
+                    "out": str(runs_dir / f"{_slug(name)}_s{seed}"),
                 }
             )
             t = time.time()
-            if sets is None:  # cropping the training views is shared by the rows of a seed
+            if sets is None:  # cropping and the feature bank are shared by the rows of a seed
                 sets = training_sets(cfg)
+                bank = feature_bank(cfg, sets[0], dino, progress=False)
             t_train = time.time()
-            train(cfg, resume=False, progress=False, sets=sets)
+            train(cfg, resume=False, progress=False, sets=sets, bank=bank)
             model, dn, clip, funcs, _ = load_trained(cfg.out)
             res = evaluate_rows(ds, [ModelRow(model, dn, clip, funcs, name)], **eval_kw)[name]
             record(f"ours ({name})", res, time.time() - t_train)
