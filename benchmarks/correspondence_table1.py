@@ -1,8 +1,10 @@
 """Table 1 of the correspondence paper on the synthetic evaluation pairs, CPU, tiny backbones.
 
 Rows: chance, DINO (frozen backbone nearest neighbours), VLM + DINO (simulated labeler boxes,
-for context), ours functional only, spatial only, full [, full + mask] (mean +- std over
-seeds). Prints a markdown table and the story checks, writes
+for context), ours functional only, spatial only, full [, full + mask, full with
+lambda_spatial 1] (mean +- std over seeds). Each trained row: 2 x 2500 steps of 8 pairs x 64
+points on a feature bank of 4 background randomisations per view (built once per seed).
+Prints a markdown table and the story checks, writes
 benchmarks/results/correspondence_table1.json.
 
     python benchmarks/correspondence_table1.py --data DIR            # seeds 0 1 2
@@ -207,7 +209,7 @@ def main() -> None:
     ap.add_argument("--dinov2", default="tiny-synth", help="tiny-synth (shipped) | tiny | vitb14")
     ap.add_argument("--dinov2-weights")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--iters", type=int, default=750)
+    ap.add_argument("--iters", type=int, default=2500)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--points", type=int, default=64)
     ap.add_argument("--proj-dim", type=int, default=128)

@@ -64,6 +64,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "iters_per_epoch": 8,
             "lr": 1e-3,
             "val_batches": 1,
+            "feature_augs": 2,
         },
         "eval": {"discovery_stride": 4, "max_pairs": 4, "match_figures": 2},
         "figures": {"per_action": 2, "actions": 4},
@@ -90,6 +91,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "iters_per_epoch": 200,
             "lr": 1e-3,
             "val_batches": 4,
+            "feature_augs": 2,  # frozen DINOv2 outputs precomputed (featbank): ~4x per step
         },
         "eval": {"discovery_stride": 4, "max_pairs": 16, "match_figures": 4},
         "figures": {"per_action": 3, "actions": 6},
