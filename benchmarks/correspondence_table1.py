@@ -52,9 +52,13 @@ ABLATIONS = {
     "spatial only": dict(functional=False, spatial=True),
     "full": dict(functional=True, spatial=True),
     "full + mask": dict(functional=True, spatial=True, mask_head=True, mask=True),
-    # loss-weight sensitivity (not a Table 1 row; the paper's weight is 10)
+    # the full loss with another spatial weight (the paper's is 10, tuned for DINOv2-B)
     "full, lambda_spatial 1": dict(functional=True, spatial=True, lambda_spatial=1.0),
 }
+# "full" reported for the story: per seed, the full variant with the better validation score
+FULL_VARIANTS = ("full", "full, lambda_spatial 1")
+SELECTED = "ours (full, lambda_spatial chosen on val)"
+SELECT_METRICS = ("pck@23", "ap@23")  # validation score = their sum
 COLS = (
     ["norm_dist"]
     + [f"pck@{k}" for k in KS]
@@ -117,6 +121,20 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def select_full(val: dict[str, dict]) -> str:
+    """The full variant (a key of ``val``, overall validation metrics per row) with the highest
+    sum of validation PCK@23 and AP@23; ties go to the paper's weight ("full")."""
+    best, best_score = None, -np.inf
+    for name in FULL_VARIANTS:
+        if name in val:
+            score = sum(val[name][m] for m in SELECT_METRICS)
+            if score > best_score + 1e-12:
+                best, best_score = name, score
+    if best is None:
+        raise ValueError("select_full: no full variant has validation results")
+    return best
+
+
 def story_checks(table: dict[str, dict], rows: list[str]) -> dict[str, bool]:
     """The paper's Table 1 story on the rows the issue asks for (chance, backbone NN, ours):
     full best on PCK@23 and AP@23, functional only below spatial only on PCK@23 (mode
@@ -125,6 +143,8 @@ def story_checks(table: dict[str, dict], rows: list[str]) -> dict[str, bool]:
     sensitivity) and "VLM + DINO" (test-time part boxes from the labeler) are reported for
     context, the latter checked separately."""
     need = [f"ours ({n})" for n in ("functional only", "spatial only", "full")]
+    if SELECTED in table:  # the spatial weight was chosen on the validation pairs
+        need[2] = SELECTED
     if not all(n in table for n in need):
         return {}
     fo, so, full = (table[n] for n in need)
@@ -144,10 +164,29 @@ def story_checks(table: dict[str, dict], rows: list[str]) -> dict[str, bool]:
     }
 
 
+def _merge_tables(tables: list[dict]) -> dict:
+    """Concatenate the per-seed runs of each row (deterministic baseline rows: first table)."""
+    runs: dict[str, dict[str, list]] = {}
+    for t in tables:
+        for name, row in t.items():
+            if name in runs and name in ("DINO (frozen NN)", "VLM + DINO"):
+                continue
+            for c in COLS:
+                runs.setdefault(name, {}).setdefault(c, []).extend(row[c]["runs"])
+    return {
+        name: {
+            c: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v}
+            for c, v in cols.items()
+        }
+        for name, cols in runs.items()
+    }
+
+
 def combine(files: list[Path]) -> tuple[dict, dict, dict]:
     """Merge result files of runs with different seeds (e.g. run in parallel): the per-seed
-    values of each trained / chance row are concatenated, the deterministic baseline rows are
-    taken from the first file. Returns (table, seconds_per_run, first file's JSON)."""
+    values of each trained / chance row are concatenated (test and validation tables, the
+    validation choices), the deterministic baseline rows are taken from the first file.
+    Returns (table, seconds_per_run, first file's JSON with merged val_table / selected)."""
     docs = [json.loads(Path(f).read_text()) for f in files]
     keep = {"settings", "dataset"}
     for d in docs[1:]:
@@ -157,23 +196,17 @@ def combine(files: list[Path]) -> tuple[dict, dict, dict]:
             b = {x: y for x, y in d[k].items() if x not in skip}
             if a != b:
                 raise SystemExit(f"--combine: {k} differ between {files[0]} and another file")
-    runs: dict[str, dict[str, list]] = {}
     secs: dict[str, list] = {}
     for d in docs:
-        for name, row in d["table"].items():
-            if name in runs and name in ("DINO (frozen NN)", "VLM + DINO"):
-                continue
-            for c in COLS:
-                runs.setdefault(name, {}).setdefault(c, []).extend(row[c]["runs"])
+        for name in d["table"]:
             secs.setdefault(name, []).append(d["seconds_per_run"][name])
-    table = {
-        name: {
-            c: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v}
-            for c, v in cols.items()
-        }
-        for name, cols in runs.items()
+    table = _merge_tables([d["table"] for d in docs])
+    first = {
+        **docs[0],
+        "val_table": _merge_tables([d.get("val_table", {}) for d in docs]),
+        "selected": [x for d in docs for x in d.get("selected", [])],
     }
-    return table, {k: float(np.mean(v)) for k, v in secs.items()}, docs[0]
+    return table, {k: float(np.mean(v)) for k, v in secs.items()}, first
 
 
 def markdown(table: dict[str, dict]) -> str:
@@ -203,7 +236,7 @@ def main() -> None:
     ap.add_argument(
         "--rows",
         nargs="+",
-        default=["functional only", "spatial only", "full"],
+        default=["functional only", "spatial only", *FULL_VARIANTS],
         help=f"trained rows, from {list(ABLATIONS)}",
     )
     ap.add_argument("--dinov2", default="tiny-synth", help="tiny-synth (shipped) | tiny | vitb14")
@@ -278,6 +311,8 @@ def main() -> None:
         progress=False,
     )
     per_run: dict[str, list[dict]] = {}
+    val_runs: dict[str, list[dict]] = {}
+    selected: list[dict] = []
     timing: dict[str, list[float]] = {}
 
     def record(name: str, res: dict, seconds: float) -> None:
@@ -305,6 +340,8 @@ def main() -> None:
         t = time.time()
         record("chance", evaluate_rows(ds, [ChanceRow(seed)], **eval_kw)["chance"], time.time() - t)
         sets = bank = None
+        seed_val: dict[str, dict] = {}
+        seed_res: dict[str, tuple[dict, float]] = {}
         for name in args.rows:
             cfg = CorrTrainConfig.from_dict(
                 {
@@ -322,8 +359,20 @@ def main() -> None:
             t_train = time.time()
             train(cfg, resume=False, progress=False, sets=sets, bank=bank)
             model, dn, clip, funcs, _ = load_trained(cfg.out)
-            res = evaluate_rows(ds, [ModelRow(model, dn, clip, funcs, name)], **eval_kw)[name]
-            record(f"ours ({name})", res, time.time() - t_train)
+            row = [ModelRow(model, dn, clip, funcs, name)]
+            res = evaluate_rows(ds, row, **eval_kw)[name]
+            seconds = time.time() - t_train
+            val = evaluate_rows(ds, row, **{**eval_kw, "split": "val"})[name]["overall"]
+            val_runs.setdefault(f"ours ({name})", []).append(val)
+            seed_val[name], seed_res[name] = val, (res, seconds)
+            record(f"ours ({name})", res, seconds)
+        if all(n in seed_val for n in FULL_VARIANTS):
+            pick = select_full(seed_val)
+            lam = ABLATIONS[pick].get("lambda_spatial", CorrTrainConfig().lambda_spatial)
+            selected.append({"seed": seed, "row": pick, "lambda_spatial": lam})
+            print(f"  validation picks {pick!r} for seed {seed}", flush=True)
+            # its cost: training every candidate
+            record(SELECTED, seed_res[pick][0], sum(seed_res[n][1] for n in FULL_VARIANTS))
     table = {name: summarise(r) for name, r in per_run.items()}
     md = markdown(table)
     print()
@@ -339,6 +388,8 @@ def main() -> None:
             "split": "test",
             "pairs": min(len(ds.eval_pairs("test")), args.max_pairs or len(ds.eval_pairs("test"))),
             "table": table,
+            "val_table": {name: summarise(r) for name, r in val_runs.items()},
+            "selected": selected,
             "seconds_per_run": {k: float(np.mean(v)) for k, v in timing.items()},
             "checks": checks,
             "markdown": md,
