@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 def bank_generator(seed: int, chunk: int) -> torch.Generator:
     """The generator of chunk ``chunk`` of a bank with seed ``seed`` (independent of the
     training batches' generators, which are seeded by ``(seed, step)``)."""
-    state = np.random.SeedSequence([int(seed), 0xBA4C, int(chunk)]).generate_state(1, np.uint64)
-    return torch.Generator().manual_seed(int(state[0]) & ((1 << 63) - 1))
+    from afford.correspondence.sampling import seeded_generator
+
+    return seeded_generator(seed, 0xBA4C, chunk)
 
 
 class FeatureBank:

@@ -32,12 +32,17 @@ log = logging.getLogger(__name__)
 SPATIAL_REGIONS = ("part", "object")
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """A CPU generator determined by ``(seed, step)`` only."""
-    state = np.random.SeedSequence([int(seed), int(step)]).generate_state(1, dtype=np.uint64)[0]
+def seeded_generator(*keys: int) -> torch.Generator:
+    """A CPU generator determined by the integer ``keys`` only (numpy SeedSequence mixing)."""
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0]
     gen = torch.Generator()
     gen.manual_seed(int(state) & ((1 << 63) - 1))
     return gen
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A CPU generator determined by ``(seed, step)`` only."""
+    return seeded_generator(seed, step)
 
 
 def choose(counts: Tensor, n: int, gen: torch.Generator) -> Tensor:
