@@ -15,8 +15,9 @@ benchmarks/results/correspondence_table1.json.
 DIR is written when missing, as `afford synth correspondence --out DIR --size default
 --per-category 6 1 2` (102 training assets; 60 test pairs, 52 across and 8 within categories,
 the paper's "85% cross-category"). Besides the overall table, the JSON and the printout give
-the within- and across-category tables (the paper's supplement breakdown). The backbone is --dinov2 (default the shipped
-label-free pre-trained `tiny-synth`; `tiny` = random init) or --dinov2-weights FILE.
+the within- and across-category tables (the paper's supplement breakdown). The backbone is
+--dinov2 (default the shipped label-free pre-trained `tiny-synth`; `tiny` = random init) or
+--dinov2-weights FILE.
 """
 
 from __future__ import annotations
@@ -60,11 +61,8 @@ ABLATIONS = {
 # "full" reported for the story: per seed, the full variant with the better validation score
 FULL_VARIANTS = ("full", "full, lambda_spatial 1")
 SELECTED = "ours (full, lambda_spatial chosen on val)"
-SELECT_METRICS = ("pck@23", "ap@23")
-GROUPS = (
-    "within_category",
-    "across_category",
-)  # the paper's supplement breakdown  # validation score = their sum
+SELECT_METRICS = ("pck@23", "ap@23")  # validation score = their sum
+GROUPS = ("within_category", "across_category")  # the paper's supplement breakdown
 COLS = (
     ["norm_dist"]
     + [f"pck@{k}" for k in KS]
@@ -202,9 +200,10 @@ def _merge_tables(tables: list[dict], seeds: list[list[int]]) -> dict:
 
 def combine(files: list[Path]) -> tuple[dict, dict, dict]:
     """Merge result files of runs with different seeds or rows (e.g. run in parallel): the
-    per-seed values of each trained / chance row are concatenated (test and validation tables, the
-    validation choices), the deterministic baseline rows are taken from the first file.
-    Returns (table, seconds_per_run, first file's JSON with merged val_table / selected)."""
+    per-seed values of each trained / chance row are concatenated (test, validation and
+    within / across tables, the validation choices), the deterministic baseline rows are taken
+    from the first file. Returns (table, seconds_per_run, the first file's JSON with the merged
+    val_table, selected, groups and settings: union of seeds and rows)."""
     docs = [json.loads(Path(f).read_text()) for f in files]
     keep = {"settings", "dataset"}
     for d in docs[1:]:
@@ -226,6 +225,7 @@ def combine(files: list[Path]) -> tuple[dict, dict, dict]:
         "selected": [x for d in docs for x in d.get("selected", [])],
         "settings": {
             **docs[0]["settings"],
+            "seeds": sorted({x for s in seeds for x in s}),
             "rows": list(dict.fromkeys(r for d in docs for r in d["settings"]["rows"])),
         },
         "groups": {
@@ -326,11 +326,8 @@ def main() -> None:
         print("checks:", json.dumps(checks))
         by_group = group_checks(first["groups"], first["settings"]["rows"])
         print("checks by group:", json.dumps(by_group))
-        seeds = sorted(
-            {s for f in args.combine for s in json.loads(f.read_text())["settings"]["seeds"]}
-        )
-        settings = {**first["settings"], "seeds": seeds}
-        write_json(args.out, {**first, "settings": settings, "table": table,
+        settings = first["settings"]
+        write_json(args.out, {**first, "table": table,
                               "seconds_per_run": secs, "checks": checks, "markdown": md,
                               "checks_by_group": by_group,
                               "combined_from": [str(f) for f in args.combine],
