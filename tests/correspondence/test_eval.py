@@ -126,3 +126,25 @@ def test_model_row_mask_head_part_and_unknown_function():
     assert np.array_equal(out["part"], (out["feat"][0] > 0).numpy() & mask)
     with pytest.raises(AffordError, match="known functions: pour-with"):
         row.features(img, mask, "cut-with")
+
+
+def test_gt_part_region_restricts_chance_to_the_part(tiny_root):
+    from afford.correspondence.baselines import gt_part_masks
+    from afford.errors import AffordError
+
+    ds = CorrespondenceDataset(tiny_root)
+    data = ds.load_pair(ds.eval_pairs("test")[0])
+    row = PartBoxRow(ChanceRow(3), gt_part_masks, name="chance in GT part")
+    region2 = row.region(data, 2, data["mask2"])
+    assert region2.sum() > 0 and np.array_equal(region2, data["part_mask2"] & data["mask2"])
+    f1 = row.features(data["image1"], data["mask1"], data["function"])
+    f2 = row.features(data["image2"], data["mask2"], data["function"])
+    _, pred = evaluate_direction(
+        f1, f2, data["points1"], data["points2"], row.region(data, 1, data["mask1"]), region2
+    )
+    assert region2[pred[:, 0], pred[:, 1]].all()  # every transferred point lands in the part
+    assert row.misses == 0
+    with pytest.raises(AffordError, match="part_mask2"):
+        row.region({**data, "part_mask2": None}, 2, data["mask2"])
+    with pytest.raises(AffordError, match="shape"):
+        row.region({**data, "part_mask1": data["part_mask1"][:-1]}, 1, data["mask1"])

@@ -12,7 +12,10 @@ A row has ``name`` and ``features(image, mask, function) -> dict(feat (D,S,S), p
 - ``PartBoxRow``: a row restricted to the functional-part box of a box labeler ("VLM + DINO"):
   label transfer searches only target pixels inside the target box; discovery matches source
   box pixels to target box pixels. Boxes come from a ``BoxLabeler``
-  (``afford.correspondence.pseudolabel``) or from the labeler boxes stored in a dataset.
+  (``afford.correspondence.pseudolabel``) or from the labeler boxes stored in a dataset; with
+  :func:`gt_part_masks` the region is the ground-truth functional-part mask instead (an oracle
+  diagnostic: "chance in GT part" is what a model scores that finds the part exactly but is
+  collapsed inside it, the paper's mode collapse at its best).
 - ``ModelRow``: a trained :class:`FunctionalCorrespondenceModel` ("Ours", any ablation), with
   the predicted part mask (``sigmoid > 0.5`` times the object mask) when it has a mask head.
 """
@@ -121,9 +124,10 @@ def box_to_mask(box: np.ndarray | None, size: int) -> np.ndarray | None:
 class PartBoxRow:
     """Restrict another row's matches to functional-part boxes ("VLM + DINO" rows).
 
-    ``boxes`` maps an evaluation pair side to a crop-space box: it is called as
-    ``boxes(pair_data, side)`` with side 1 (source) or 2 (target) and returns ``[x0,y0,x1,y1]``
-    or None (no box: the object mask is used and the miss is counted in ``misses``).
+    ``boxes`` maps an evaluation pair side to a crop-space region: it is called as
+    ``boxes(pair_data, side)`` with side 1 (source) or 2 (target) and returns a box
+    ``[x0,y0,x1,y1]``, an (S,S) bool mask, or None (no region: the object mask is used and the
+    miss is counted in ``misses``).
     """
 
     def __init__(self, inner, boxes, name: str = "vlm+dino") -> None:
@@ -134,11 +138,31 @@ class PartBoxRow:
         return self.inner.features(image, mask, function)
 
     def region(self, pair_data: dict, side: int, mask: np.ndarray) -> np.ndarray:
-        m = box_to_mask(self.boxes(pair_data, side), mask.shape[0])
+        r = self.boxes(pair_data, side)
+        if r is not None and np.ndim(r) == 2:
+            if np.shape(r) != mask.shape:
+                raise AffordError(
+                    f"{self.name}: region mask of side {side} has shape {np.shape(r)}, "
+                    f"expected {mask.shape}"
+                )
+            m = np.asarray(r, dtype=bool)
+        else:
+            m = box_to_mask(r, mask.shape[0])
         if m is None or not (m & mask).any():
             self.misses += 1
             return mask
         return m & mask
+
+
+def gt_part_masks(pair_data: dict, side: int) -> np.ndarray:
+    """A region function for :class:`PartBoxRow`: the evaluation pair's ground-truth
+    functional-part mask of ``side`` (1 source, 2 target), (S,S) bool. An oracle, for
+    diagnostics only (e.g. "chance in GT part")."""
+    m = pair_data.get(f"part_mask{side}")
+    if m is None:
+        pid = pair_data.get("id", "?")
+        raise AffordError(f"evaluation pair {pid}: no part_mask{side}, needed for the GT-part row")
+    return m
 
 
 def dataset_part_boxes(dataset) -> Any:
