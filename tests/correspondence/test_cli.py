@@ -117,6 +117,20 @@ def test_eval_baseline_cli_writes_results(tiny_root, tmp_path):
     assert res["settings"]["pairs"] == 1 and res["chance"]["overall"]["n"] == 2
 
 
+def test_eval_gt_part_oracle_baseline_cli(tiny_root, tmp_path):
+    """The oracle row searches only the GT part, so it lands far closer than chance."""
+    pck = {}
+    for name in ("chance", "gt-part+chance"):
+        out = tmp_path / name
+        rc = main(["eval", "correspondence", "--baseline", name, "--pairs", str(tiny_root),
+                   "--out", str(out), "--discovery-stride", "4"])  # fmt: skip
+        assert rc == 0
+        res = json.loads((out / "results.json").read_text())
+        assert res[name]["overall"]["n"] == 4  # 2 pairs x 2 directions
+        pck[name] = res[name]["overall"]["pck@23"]
+    assert pck["gt-part+chance"] > 2 * pck["chance"]
+
+
 def test_train_eval_correspond_with_checkpoint(tiny_root, tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from afford.errors import AffordError
 
-BASELINES = ("chance", "dino", "vlm+dino")
+BASELINES = ("chance", "dino", "vlm+dino", "gt-part+chance", "gt-part+dino")
 
 
 def register(groups: dict) -> None:
@@ -36,7 +36,13 @@ def register(groups: dict) -> None:
     )
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a run folder (uses <run>/best) or checkpoint folder")
-    src.add_argument("--baseline", choices=BASELINES, help="a baseline row instead of a model")
+    src.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        help="a baseline row instead of a model; the gt-part+ rows are oracle diagnostics that "
+        "match inside the pairs' ground-truth part masks (a fully collapsed model that finds the "
+        "part exactly scores like gt-part+chance)",
+    )
     e.add_argument(
         "--pairs",
         required=True,
@@ -119,16 +125,21 @@ def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
         ChanceRow,
         PartBoxRow,
         dataset_part_boxes,
+        gt_part_masks,
     )
 
     if name == "chance":
         return ChanceRow(seed=args.seed)
+    if name == "gt-part+chance":
+        return PartBoxRow(ChanceRow(seed=args.seed), gt_part_masks, name=name)
     from afford.backbones import load_dinov2
     from afford.engine import resolve_device
 
     dino = load_dinov2(args.dinov2_weights, variant=args.dinov2, device=resolve_device(args.device))
     if name == "dino":
         return BackboneRow(dino)
+    if name == "gt-part+dino":
+        return PartBoxRow(BackboneRow(dino), gt_part_masks, name=name)
     if dataset is None:
         raise AffordError("--baseline vlm+dino needs labeler boxes stored in the dataset")
     return PartBoxRow(BackboneRow(dino), dataset_part_boxes(dataset))
