@@ -19,12 +19,12 @@ from afford import __version__
 from afford.errors import AffordError
 
 COMMAND_MODULES = [
-    "afford.info",
-    "afford.synth.cli",
-    "afford.synth.corr_cli",
-    "afford.grounding.cli",
-    "afford.backbones.pretrain_cli",
-    "afford.correspondence.cli",
+    "afford.cli.info",
+    "afford.cli.synth_affordance",
+    "afford.cli.synth_correspondence",
+    "afford.cli.grounding",
+    "afford.cli.pretrain",
+    "afford.cli.correspondence",
     "afford.demo",
 ]
 

@@ -1,0 +1,7 @@
+"""``python -m afford.cli``: the ``afford`` command."""
+
+import sys
+
+from afford.cli import main
+
+sys.exit(main())
