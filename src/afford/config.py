@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -251,6 +252,23 @@ def replace(obj: T, **changes: Any) -> T:
 
 
 # ------------------------------------------------------------------------ --set and YAML
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.2; PyYAML's 1.1 rules
+    need a dot, ``1.0e-4``, and would hand ``lr: 1e-4`` over as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text safely (no object construction), with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
+
+
 def parse_set(assignment: str) -> tuple[str, Any]:
     """``"train.lr=1e-3"`` -> ``("train.lr", 0.001)``; the value is parsed as YAML."""
     if "=" not in assignment:
@@ -260,7 +278,7 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     if not key or any(not p for p in key.split(".")):
         raise ConfigError("", f"--set {assignment!r}: expected section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw  # not YAML: keep the text, the type check then names the key
     if isinstance(value, str) and value.strip().lower() in {"nan", ".nan", "inf", "-inf"}:
@@ -301,7 +319,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise AffordError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AffordError(f"{path}: not valid YAML ({reason})") from None
@@ -359,12 +377,14 @@ def load(
     try:
         return from_dict(cls, merged)
     except ConfigError as e:
-        hit = next(
-            (s for k, s in set_keys.items() if e.key == k or e.key.startswith((k + ".", k + "["))),
-            None,
-        )
+        hit = next((s for k, s in set_keys.items() if _related(e.key, k)), None)
         where = f"--set {hit}" if hit else source
         raise ConfigError(e.key, f"{e.detail} (in {where})") from None
+
+
+def _related(a: str, b: str) -> bool:
+    """True when dotted keys ``a`` and ``b`` are equal or one lies inside the other."""
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
 
 
 def _merge(base: dict, over: dict) -> dict:
