@@ -13,8 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from afford.data.io import atomic_path
 from afford.errors import AffordError
 
 GREEN = (0, 200, 0)
@@ -52,8 +57,6 @@ def heatmap_to_uint8(heat: Any, size: int | Sequence[int] | None = None) -> np.n
     Returns:
         (H,W) uint8.
     """
-    import cv2
-
     arr = np.asarray(heat, dtype=np.float64)
     if arr.ndim != 2 or arr.size == 0:
         raise AffordError(f"heatmap_to_uint8: `heat` must be a 2-D map, got shape {arr.shape}")
@@ -70,8 +73,6 @@ def heatmap_to_uint8(heat: Any, size: int | Sequence[int] | None = None) -> np.n
 
 def colorize(heat_u8: np.ndarray, cmap: str = "jet") -> np.ndarray:
     """Map a (H,W) uint8 map through a matplotlib colormap -> (H,W,3) uint8."""
-    import matplotlib
-
     try:
         cm = matplotlib.colormaps[cmap]
     except KeyError as exc:
@@ -133,8 +134,6 @@ def draw_matches(
     Returns:
         (max(H1,H2), W1+W2, 3) uint8; img2 is shifted right by W1.
     """
-    import cv2
-
     a = _check_rgb(img1, "img1", "draw_matches")
     b = _check_rgb(img2, "img2", "draw_matches")
     p1, p2 = _check_pts(pts1, "pts1"), _check_pts(pts2, "pts2")
@@ -183,8 +182,6 @@ def image_grid(
     Returns:
         (rows*(cell_h+title_h+pad)+pad, ncols*(cell_w+pad)+pad, 3) uint8.
     """
-    import cv2
-
     if len(images) == 0:
         raise AffordError("image_grid: no images given")
     if int(ncols) < 1:
@@ -221,9 +218,6 @@ def image_grid(
 
 def new_figure(width: float = 5.0, height: float = 4.0) -> Any:
     """A headless matplotlib Figure (Agg canvas; no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     return fig
@@ -231,8 +225,6 @@ def new_figure(width: float = 5.0, height: float = 4.0) -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Atomically save a matplotlib figure (format from the suffix: png, pdf, svg)."""
-    from afford.data.io import atomic_path
-
     path = Path(path)
     if not path.suffix:
         raise AffordError(f"save_figure: {path} needs a suffix (.png, .pdf, .svg)")

@@ -14,6 +14,7 @@ constant).  With crop side ``S``::
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from afford.errors import AffordError
@@ -120,8 +121,6 @@ def crop_image(
     The box is padded with ``fill`` where it leaves the image, then resized with OpenCV
     (half-pixel centres, consistent with ``view_to_crop``).
     """
-    import cv2
-
     image = np.asarray(image)
     if image.ndim != 3 or image.dtype != np.uint8:
         raise AffordError(f"crop_image: expected uint8 (H,W,C), got {image.dtype} {image.shape}")

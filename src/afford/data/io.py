@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from afford.errors import AffordError
 
@@ -105,8 +106,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Raises AffordError naming the file when it is missing or not an image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise AffordError(f"{path}: image file not found")
@@ -119,8 +118,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 greyscale (H,W) (e.g. AGD20K GT maps)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise AffordError(f"{path}: image file not found")
@@ -133,8 +130,6 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
     """Atomically write a uint8 (H,W) or (H,W,3) image; format from the suffix (png/jpg)."""
-    from PIL import Image
-
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise AffordError(f"{path}: write_image expects uint8, got {image.dtype}")

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from afford.errors import AffordError
 
@@ -119,8 +120,6 @@ def _candidate_pairs(tree_gt: Any, pred4: np.ndarray, radius: float) -> tuple[np
 
     Returns (j, i) int64 arrays: a superset of the pairs within ``radius`` in both 2-D halves.
     """
-    from scipy.spatial import cKDTree
-
     pairs = cKDTree(pred4).sparse_distance_matrix(tree_gt, radius, p=np.inf, output_type="ndarray")
     return pairs["i"].astype(np.int64), pairs["j"].astype(np.int64)
 
@@ -235,8 +234,6 @@ def discovery(
     if int(max_pairs) < 1:
         raise AffordError(f"{fn}: `max_pairs` must be >= 1, got {max_pairs}")
     m, g = ps.shape[0], gs.shape[0]
-
-    from scipy.spatial import cKDTree
 
     kmax = max(ks)
     # Tiny slack so the tree's floating-point box test never drops a boundary pair; the exact

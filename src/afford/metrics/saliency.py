@@ -29,7 +29,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from afford.errors import AffordError
 
@@ -61,8 +64,6 @@ def _check_map(x: Any, name: str) -> np.ndarray:
 
 def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
     """OpenCV ``INTER_LINEAR`` resize of a 2-D float map to (size, size) (float64)."""
-    import cv2
-
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.shape == (size, size):
         return x.copy()
@@ -114,8 +115,6 @@ def evaluate_map(pred: Any, gt: Any, size: int = 224) -> dict[str, float]:
 
 def resize_bilinear_torch(x: Any, size: int) -> Any:
     """Batched OpenCV-``INTER_LINEAR``-equivalent resize: (B,h,w) -> (B,size,size)."""
-    import torch.nn.functional as F
-
     if tuple(x.shape[-2:]) == (size, size):
         return x
     return F.interpolate(
@@ -136,8 +135,6 @@ def evaluate_maps_torch(pred: Any, gt: Any, size: int = 224, dtype: Any = None) 
     Returns:
         ``{"kld": (B,), "sim": (B,), "nss": (B,)}`` tensors on the device of ``pred``.
     """
-    import torch
-
     if not torch.is_tensor(pred) or not torch.is_tensor(gt):
         raise AffordError("evaluate_maps_torch: `pred` and `gt` must be torch tensors")
     if pred.ndim != 3 or gt.ndim != 3:
