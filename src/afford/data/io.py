@@ -21,10 +21,41 @@ from PIL import Image, UnidentifiedImageError
 from afford.errors import AffordError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open`` / ``mkdir`` would (0644 / 0755 under the usual
+    umask 022). ``tempfile`` creates 0600 files and 0700 folders, which would keep results
+    from colleagues on a shared machine."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
+    """Flush a written file (or a folder's entries, after a rename) to disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # some platforms cannot open folders; nothing more to flush there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
+    The temporary file is flushed to disk (fsync) before the rename and the folder after it,
+    so a crash (``kill -9``, power loss) at any moment leaves the old file or the new one,
+    never a half-written one. The new file gets the usual mode (0644 under umask 022).
     The temporary name keeps the suffix of ``path`` so libraries that pick a format from the
     extension (PIL, OpenCV, trimesh, safetensors) still work.
     """
@@ -37,7 +68,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fsync_path(tmp_path)
+        default_mode(tmp_path)
         os.replace(tmp_path, path)
+        fsync_path(path.parent, directory=True)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

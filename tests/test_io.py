@@ -1,0 +1,32 @@
+"""Atomic writes: the usual file modes, nothing temporary left behind."""
+
+import os
+import stat
+
+from afford.data.io import atomic_path, write_json, write_text
+
+
+def test_atomic_writes_get_the_usual_mode(tmp_path):
+    """tempfile makes 0600 files; results must be readable by others under umask 022."""
+    old = os.umask(0o022)
+    try:
+        a = write_text(tmp_path / "a.txt", "x")
+        b = write_json(tmp_path / "sub" / "b.json", {"k": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(a.stat().st_mode) == 0o644
+    assert stat.S_IMODE(b.stat().st_mode) == 0o644
+    assert b.read_text() == '{\n  "k": 1\n}\n'
+    assert not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = write_text(tmp_path / "r.txt", "old")
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    except RuntimeError:
+        pass
+    assert target.read_text() == "old"
+    assert not list(tmp_path.glob(".*tmp*"))
