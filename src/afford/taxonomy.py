@@ -125,6 +125,21 @@ def _nested_strings(value: Any, where: str, key: str) -> dict[str, dict[str, str
     return out
 
 
+def _aliases(value: Any, parts: dict, where: str, key: str) -> dict[str, dict[str, str]]:
+    """``{category: {alias: canonical}}``; the canonical part must be a part of the category."""
+    aliases = _nested_strings(value, where, key)
+    for c, table in aliases.items():
+        for alias, canonical in table.items():
+            if alias == canonical:
+                raise AffordError(f"{where}: {_k(key, f'{c}.{alias}')}: an alias of itself")
+            if c in parts and canonical not in parts[c]:
+                raise AffordError(
+                    f"{where}: {_k(key, f'{c}.{alias}')}: canonical part {canonical!r} is not a "
+                    f"part of {c!r} (parts: {sorted(parts[c])})"
+                )
+    return aliases
+
+
 @dataclass
 class Taxonomy:
     """Functions, categories, parts, descriptions, aliases and splits (see module docstring).
@@ -172,16 +187,7 @@ class Taxonomy:
         if bad:
             raise AffordError(f"{where}: function_categories: unknown functions {bad}")
         self.descriptions = _nested_strings(self.descriptions, where, "descriptions")
-        self.aliases = _nested_strings(self.aliases, where, "aliases")
-        for c, table in self.aliases.items():
-            for alias, canonical in table.items():
-                if alias == canonical:
-                    raise AffordError(f"{where}: aliases.{c}.{alias}: an alias of itself")
-                if c in self.parts and canonical not in self.parts[c]:
-                    raise AffordError(
-                        f"{where}: aliases.{c}.{alias}: canonical part {canonical!r} is not a "
-                        f"part of {c!r} (parts: {sorted(self.parts[c])})"
-                    )
+        self.aliases = _aliases(self.aliases, self.parts, where, "aliases")
         self.affordances = _nested_lists(self.affordances, where, "affordances")
         for c, table in self.affordances.items():
             for p in table:
@@ -418,7 +424,7 @@ class Taxonomy:
             parts=parts,
             function_categories=function_categories,
             descriptions=_nested_strings(descriptions or {}, str(d_path), ""),
-            aliases=_nested_strings(aliases or {}, str(a_path), ""),
+            aliases=_aliases(aliases or {}, parts, str(a_path), ""),
             splits=splits,
             name=name,
             source=str(root),

@@ -119,7 +119,9 @@ def test_official_bad_shapes_name_file_and_key(official):
         Taxonomy.from_official(official)
     (obj / "train_split.json").unlink()
     _write(obj / "duplicated_parts.json", {"kettle": {"nozzle": "tip"}})
-    with pytest.raises(AffordError, match=r"aliases\.kettle\.nozzle: canonical part 'tip'"):
+    with pytest.raises(
+        AffordError, match=r"duplicated_parts\.json: kettle\.nozzle: canonical part 'tip'"
+    ):
         Taxonomy.from_official(official)
     (obj / "duplicated_parts.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(AffordError, match=r"duplicated_parts\.json: not valid JSON"):
