@@ -20,9 +20,10 @@ import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 
 from afford.data.io import write_json  # noqa: E402
+from afford.geometry.camera import sphere_cameras  # noqa: E402
 from afford.synth.affordance import render_sample  # noqa: E402
 from afford.synth.assets import Asset, make_asset  # noqa: E402
-from afford.synth.render import Scene, sphere_cameras  # noqa: E402
+from afford.synth.render import Scene  # noqa: E402
 
 REPEATS = 3
 

@@ -17,7 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from afford.data.io import write_json
+from afford.synth.assets import CATEGORIES
 from afford.synth.correspondence import (
     SIZES,
     CorrSynthConfig,
@@ -32,11 +35,7 @@ TARGET_S = 120.0
 
 
 def main() -> None:
-    import torch
-
     torch.set_num_threads(1)
-    from afford.synth.assets import CATEGORIES
-
     cfg = CorrSynthConfig(categories=["kettle", "bottle", "knife"]).resolved()
     with tempfile.TemporaryDirectory() as tmp:
         jobs = _asset_jobs(cfg)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from afford.cli import main
+from afford.data.agd20k import scan_dataset
 from afford.data.cache import MapCache, file_key
 from afford.data.io import read_gray, read_json
 from afford.errors import AffordError
@@ -204,8 +205,6 @@ def test_refuses_foreign_dir_and_cli(tmp_path):
 
 
 def test_real_agd20k_loader_reads_the_output(dataset):
-    from afford.data.agd20k import scan_dataset
-
     man = read_json(dataset / "dataset.json")
     for split in ("Seen", "Unseen"):
         d = scan_dataset(dataset / split, "folders", val_fraction=0.0)

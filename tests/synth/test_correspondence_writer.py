@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from afford.cli import main
-from afford.correspondence.annotate import backproject, transform_points
 from afford.data.crops import crop_to_view, square_crop_box
 from afford.data.io import read_image, read_json, read_npz
-from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
+from afford.errors import AffordError
+from afford.geometry.camera import Camera, backproject, transform_points
+from afford.synth.assets import make_asset
+from afford.synth.correspondence import CorrSynthConfig, _stratified, write_correspondence_dataset
+from afford.synth.render import Scene
 
 CATS = "kettle,jug,knife,cleaver,mug"
 ARGS = ["--size", "tiny", "--views", "4", "--seed", "3", "--categories", CATS]
@@ -83,9 +86,6 @@ def test_manifest_splits_and_files(root):
 
 
 def test_multiview_correspondences_reproject_within_half_pixel(root):
-    from afford.synth.assets import make_asset
-    from afford.synth.render import Camera, Scene
-
     m = read_json(root / "dataset.json")
     checked = 0
     for aid in m["splits"]["train"][:3]:
@@ -180,8 +180,6 @@ def test_pseudo_labels_are_plausible(root):
 
 
 def test_stratified_subsample_fills_half_from_parts():
-    from afford.synth.correspondence import _stratified
-
     rng = np.random.default_rng(0)
     inside = np.zeros(100, bool)
     inside[:30] = True
@@ -194,8 +192,6 @@ def test_stratified_subsample_fills_half_from_parts():
 
 
 def test_out_dir_rules(tmp_path):
-    from afford.errors import AffordError
-
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
@@ -221,8 +217,6 @@ def test_out_dir_rules(tmp_path):
 
 
 def test_per_category_override_and_its_validation():
-    from afford.errors import AffordError
-
     cfg = CorrSynthConfig(size="default", per_category=(6, 1, 1)).resolved()
     assert cfg.per_category == (6, 1, 1) and cfg.image_size == 224
     assert CorrSynthConfig(size="default").resolved().per_category == (2, 1, 1)

@@ -8,16 +8,9 @@ import trimesh
 from trimesh.ray.ray_triangle import RayMeshIntersector as PyIntersector
 
 from afford.errors import AffordError
+from afford.geometry.camera import Camera, look_at, sphere_cameras
 from afford.synth.assets import make_asset
-from afford.synth.render import (
-    Camera,
-    Scene,
-    SceneMesh,
-    look_at,
-    make_background,
-    render,
-    sphere_cameras,
-)
+from afford.synth.render import Scene, SceneMesh, make_background, render
 
 
 def test_look_at_opencv_convention():

@@ -169,8 +169,8 @@ def dataset_part_boxes(dataset) -> Any:
     """A ``boxes(pair_data, side)`` function for :class:`PartBoxRow` from the labeler boxes stored
     in a dataset (``views.npz`` ``boxes``: the largest cluster's mean box, REFERENCE_NOTES C),
     mapped into the evaluation crop."""
-    from afford.correspondence.pseudolabel import cluster_boxes
     from afford.data.crops import view_to_crop
+    from afford.geometry.pseudolabel import cluster_boxes
 
     def boxes(pair_data: dict, side: int) -> np.ndarray | None:
         pair = pair_data["pair"]
@@ -198,7 +198,7 @@ def labeler_part_boxes(labeler, category_of, part_of) -> Any:
     """A ``boxes(pair_data, side)`` function for :class:`PartBoxRow` from a ``BoxLabeler`` run on
     the evaluation crops: ``category_of(pair, side)`` / ``part_of(pair, side)`` name the query;
     the samples are reduced to the largest cluster's mean box."""
-    from afford.correspondence.pseudolabel import PartQuery, cluster_boxes
+    from afford.geometry.pseudolabel import PartQuery, cluster_boxes
 
     def boxes(pair_data: dict, side: int) -> np.ndarray | None:
         pair = pair_data["pair"]

@@ -28,7 +28,7 @@ def estimate_foreground(
     """A simple object mask (H,W) bool for an object photographed on a plain background."""
     from scipy import ndimage
 
-    from afford.correspondence.pseudolabel import otsu_threshold
+    from afford.geometry.pseudolabel import otsu_threshold
 
     img = image.astype(np.float32)
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])

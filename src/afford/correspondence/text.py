@@ -15,6 +15,7 @@ from torch import Tensor
 
 from afford.correspondence.model import function_prompt
 from afford.errors import AffordError
+from afford.taxonomy import Taxonomy
 
 _CACHE: dict[tuple[str, str], Tensor] = {}
 
@@ -48,43 +49,8 @@ def check_function(name: str, known: Sequence[str], where: str = "--function") -
     return name
 
 
-# The paper's function taxonomy (REFERENCE_NOTES C, "Function taxonomy"), spaces as hyphens.
-PAPER_FUNCTIONS = (
-    "brush",
-    "cut",
-    "dig",
-    "press",
-    "lift",
-    "scrape",
-    "scoop",
-    "pick-up",
-    "pierce",
-    "pour",
-    "poke",
-    "pound",
-    "roll-onto",
-    "write",
-    "sweep",
-    "hang-onto",
-    "pull",
-    "peel",
-    "apply-torque",
-    "spread",
-    "wedge",
-    "mix",
-    "pry",
-    "sift",
-)
-
-
 def default_functions() -> list[str]:
-    """Function names accepted without a trained checkpoint: the synthetic world's functions
-    (``afford.synth.assets.FUNCTIONS``) and the paper's taxonomy."""
-    names = set(PAPER_FUNCTIONS)
-    try:
-        from afford.synth.assets import FUNCTIONS
-
-        names |= set(FUNCTIONS)
-    except ImportError:  # pragma: no cover - synth is part of the package
-        pass
+    """Function names accepted without a trained checkpoint: those of the shipped taxonomies
+    (``afford/taxonomies/``: the paper's 24 functions and the synthetic world's)."""
+    names = set(Taxonomy.shipped("paper").functions) | set(Taxonomy.shipped("synth").functions)
     return sorted(names)

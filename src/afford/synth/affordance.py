@@ -44,19 +44,28 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter, zoom
+from tqdm import tqdm
 
-from afford.data.cache import MapCache, content_key
-from afford.data.io import read_json, write_bytes, write_image, write_json
+from afford.data.cache import MapCache, content_key, file_key
+from afford.data.io import read_gray, read_image, read_json, write_bytes, write_image, write_json
 from afford.errors import AffordError
+from afford.geometry.camera import Camera
+from afford.synth.actor import contact_point, hand_and_arm, use_prop
 from afford.synth.assets import CATEGORIES, category_affordances, make_asset
-from afford.synth.render import BACKGROUNDS, Camera, Scene
+from afford.synth.render import BACKGROUNDS, Scene
+from afford.synth.shapes import rot_x, rot_y, rot_z
+from afford.viz import image_grid, overlay_heatmap
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +144,6 @@ MISS_RATES = {"ego": (0.02, 0.02), "exo": (0.08, 0.06)}
 
 def area_resize(mask: np.ndarray, size: int = 14) -> np.ndarray:
     """Area-average a (H,W) map to (size,size) (the patch grid of the image resized to 224)."""
-    import cv2
-
     return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -153,8 +160,6 @@ def patch_response(cover: np.ndarray, full: float = PATCH_FULL_RESPONSE) -> np.n
 
 def gt_density(part_mask: np.ndarray, sigma_frac: float = 0.03) -> np.ndarray:
     """AGD20K-like GT: Gaussian-blurred part mask, scaled to max 255, uint8 (H,W)."""
-    from scipy.ndimage import gaussian_filter
-
     sigma = sigma_frac * max(part_mask.shape)
     d = gaussian_filter(part_mask.astype(np.float64), sigma)
     m = d.max()
@@ -178,8 +183,6 @@ def simulated_affinity(
     Returns:
         {"action": (grid,grid), "entity": (grid,grid)} float32 raw-cosine-like maps.
     """
-    from scipy.ndimage import gaussian_filter, zoom
-
     obj = patch_response(area_resize(obj_mask, grid)).astype(np.float64)
     act = (
         np.zeros_like(obj) if actor_mask is None else patch_response(area_resize(actor_mask, grid))
@@ -210,8 +213,6 @@ def simulated_affinity(
 
 def _rand_rot(rng: np.random.Generator, tilt_deg: float) -> np.ndarray:
     """Random rotation: uniform about z, then a tilt of up to ``tilt_deg`` about x and y."""
-    from afford.synth.shapes import rot_x, rot_y, rot_z
-
     t = np.deg2rad(tilt_deg)
     T = np.eye(4)
     T[:3, :3] = (
@@ -230,16 +231,12 @@ def _camera(rng, size: int, distance: tuple[float, float], jitter: float) -> Cam
 
 
 def _encode_jpg(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=95, subsampling=0)
     return buf.getvalue()
 
 
 def _encode_png(gray: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(gray).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
@@ -301,8 +298,6 @@ def render_sample(
 
 def _exo_extras(asset, affordance: str, pose: np.ndarray, cam: Camera, rng):
     """Actor (hand + arm) and use prop in world coordinates; returns (extras, n_actor)."""
-    from afford.synth.actor import contact_point, hand_and_arm, use_prop
-
     if affordance in ("hold", "open"):
         grip = asset.parts_with(affordance=affordance)
     else:
@@ -389,8 +384,6 @@ def write_affordance_dataset(
         workers: processes (0/1 = in-process); the output does not depend on it.
         force: write into a non-empty folder that this writer did not create.
     """
-    from tqdm import tqdm
-
     if isinstance(size, str):
         if size not in SIZES:
             raise AffordError(f"--size must be one of {sorted(SIZES)}, got {size!r}")
@@ -423,8 +416,6 @@ def write_affordance_dataset(
 
     def results():
         if workers and workers > 1:
-            import multiprocessing as mp
-
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             with ctx.Pool(workers) as pool:
                 yield from pool.imap(_task_worker, tasks, chunksize=4)
@@ -514,10 +505,6 @@ def _manifest(out, seed, size_name, sz, plan, categories, unseen_test) -> dict:
 def write_contact_sheet(out: Path, plan: dict, sz: AffordanceSize, max_rows: int = 9) -> Path:
     """Contact sheet: per affordance one object: ego, ego + simulated affinity, exo, exo +
     entity affinity, test image + GT overlay."""
-    from afford.data.cache import file_key
-    from afford.data.io import read_gray, read_image
-    from afford.viz import image_grid, overlay_heatmap
-
     cache = MapCache.open(out / "cache", MODEL_ID)
     seen = out / "Seen"
     rows, titles = [], []

@@ -63,8 +63,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from afford.data.io import atomic_path
 from afford.errors import AffordError
 from afford.synth import shapes as S
+from afford.taxonomy import Taxonomy
 
 __all__ = [
     "Part",
@@ -79,6 +81,7 @@ __all__ = [
     "export_asset",
     "category_affordances",
     "category_functions",
+    "taxonomy",
 ]
 
 PATTERNS = ("plain", "stripes", "checker", "dots", "grain", "noise")
@@ -1075,12 +1078,26 @@ FUNCTIONS: list[str] = sorted({f for v in _CAT_FUN.values() for f in v})
 AFFORDANCES: list[str] = sorted({a for v in _CAT_AFF.values() for a in v})
 
 
+def taxonomy(seed: int = 0) -> Taxonomy:
+    """The synthetic world's taxonomy built from its part definitions (instance ``seed`` of
+    every category; part names, functions and affordances are the same for every instance).
+
+    The same data ships as ``afford/taxonomies/synth.yaml`` (``Taxonomy.shipped("synth")``),
+    which readers use without building any asset.
+    """
+    parts: dict[str, dict[str, list[str]]] = {}
+    affordances: dict[str, dict[str, list[str]]] = {}
+    for c in CATEGORIES:
+        a = make_asset(c, seed)
+        parts[c] = {p.name: list(p.functions) for p in a.parts}
+        affordances[c] = {p.name: list(p.affordances) for p in a.parts if p.affordances}
+    return Taxonomy(functions=list(FUNCTIONS), parts=parts, affordances=affordances, name="synth")
+
+
 def export_asset(asset: Asset, path: str | os.PathLike) -> Path:
     """Atomically export the asset mesh with baked face colours (format from the suffix:
     .ply, .obj, .glb, .stl ...).  Part indices are stored as face colours only; keep the
     Asset (or ``face_part``) for labels."""
-    from afford.data.io import atomic_path
-
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in ("ply", "obj", "glb", "gltf", "stl", "off"):

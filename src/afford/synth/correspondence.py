@@ -6,10 +6,10 @@ the object's longer side around the object; the stored ``crop_box`` is computed 
 rendered mask and is ``[0, 0, S]`` up to a pixel), with RGB, object
 mask, part ids, depth and (via depth) the visible surface point of every pixel; per function a
 GT part mask and a pseudo-label mask made the paper's way (simulated grounding-VLM boxes ->
-3-D voting -> blur, Otsu, closing; ``afford.correspondence.pseudolabel``); multi-view pixel
-correspondences for the spatial loss (surface points with a depth test).  Evaluation pairs
-(>= 80% cross-category) of held-out assets get dense GT from 3-D functional alignment
-(``afford.correspondence.annotate``).
+3-D voting -> blur, Otsu, closing; ``afford.geometry.pseudolabel``); multi-view pixel
+correspondences for the spatial loss (surface points with a depth test,
+``afford.geometry.visible``).  Evaluation pairs (>= 80% cross-category) of held-out assets get
+dense GT from 3-D functional alignment (``afford.geometry.curation``).
 
 Deterministic for a seed: every asset and pair has its own generator derived from the seed,
 so the bytes do not depend on the number of worker processes.
@@ -18,28 +18,30 @@ so the bytes do not depend on the number of worker processes.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
+import shutil
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import trimesh
+from tqdm.auto import tqdm
 
-from afford.correspondence.annotate import (
-    backproject,
-    curate_pair,
-    match_to_cloud,
-    multiview_correspondences,
-)
-from afford.correspondence.pseudolabel import (
-    PartQuery,
-    PseudoLabelConfig,
-    pseudo_label_masks,
-)
-from afford.data.crops import crop_array, square_crop_box
+from afford import __version__
+from afford.data.crops import crop_array, crop_image, square_crop_box
 from afford.data.io import read_image, read_json, read_npz, write_image, write_json, write_npz
 from afford.errors import AffordError
+from afford.geometry.camera import Camera, backproject, sphere_cameras
+from afford.geometry.curation import curate_pair
+from afford.geometry.pseudolabel import PartQuery, PseudoLabelConfig, pseudo_label_masks
+from afford.geometry.visible import match_to_cloud, multiview_correspondences
+from afford.synth.assets import CATEGORIES, make_asset
+from afford.synth.render import Scene
+from afford.viz import draw_matches, image_grid
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -137,8 +139,6 @@ class CorrSynthConfig:
             )
         if self.views < 2:
             raise AffordError(f"--views must be >= 2 (multi-view pairs), got {self.views}")
-        from afford.synth.assets import CATEGORIES
-
         cats = list(CATEGORIES) if out.categories is None else list(out.categories)
         bad = [c for c in cats if c not in CATEGORIES]
         if bad:
@@ -160,15 +160,13 @@ def _rng(*keys: int | str) -> np.random.Generator:
 # cameras
 
 
-def framed_camera(camera, vertices: np.ndarray, size: int, scale: float = 1.2):
+def framed_camera(camera: Camera, vertices: np.ndarray, size: int, scale: float = 1.2) -> Camera:
     """Same pose as ``camera``, intrinsics zoomed so the object's square crop fills the image.
 
     The crop is the square of ``scale`` x the longer side of the projected object's bounding
     box, centred on it (REFERENCE_NOTES C); after zooming it is the whole ``size`` x ``size``
     image: ``u' = (u - c_u) * size / L + (size - 1) / 2`` (pixel centres on integers).
     """
-    from afford.synth.render import Camera
-
     uv, z = camera.project(vertices)
     if (z <= 0).any():
         raise AffordError("framed_camera: the object is behind the camera")
@@ -184,10 +182,8 @@ def framed_camera(camera, vertices: np.ndarray, size: int, scale: float = 1.2):
     return Camera(K, camera.R, camera.t, size, size)
 
 
-def reframe_camera(camera, box: np.ndarray):
+def reframe_camera(camera: Camera, box: np.ndarray) -> Camera:
     """Same pose, intrinsics zoomed so the crop ``box = [top, left, size]`` becomes the image."""
-    from afford.synth.render import Camera
-
     top, left, side = (float(x) for x in box)
     n = camera.width
     a = n / side
@@ -326,11 +322,6 @@ def _function_frame(asset, function: str) -> np.ndarray:
 
 def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[str, Any]:
     """Render, label and write one asset; returns its manifest record (+ private stats)."""
-    import trimesh
-
-    from afford.synth.assets import make_asset
-    from afford.synth.render import Scene, sphere_cameras
-
     root_p = Path(root)
     aid, size, n_views = job["id"], cfg.image_size, cfg.views
     asset = make_asset(job["category"], job["seed"])
@@ -673,13 +664,9 @@ def _call(job):
 
 
 def _map(fn, jobs: list, args: tuple, workers: int, desc: str, progress: bool) -> list:
-    from tqdm.auto import tqdm
-
     bar = dict(total=len(jobs), desc=desc, disable=not progress, unit="it")
     if workers <= 1 or len(jobs) <= 1:
         return [fn(j, *args) for j in tqdm(jobs, **bar)]
-    import multiprocessing as mp
-
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(fn, args)) as pool:
@@ -691,10 +678,6 @@ def _map(fn, jobs: list, args: tuple, workers: int, desc: str, progress: bool) -
 
 
 def _contact_sheet(root: Path, records: dict, entries: list[dict], n_assets: int = 4) -> None:
-    import cv2
-
-    from afford.viz import draw_matches, image_grid
-
     tiles, titles = [], []
     shown = []
     for aid in sorted(records):
@@ -719,8 +702,6 @@ def _contact_sheet(root: Path, records: dict, entries: list[dict], n_assets: int
             tiles.append(img)
             ok = "" if views["pseudo_valid"][v, fi] else " -"
             titles.append(f"{aid} v{v} {f}{ok}")
-    from afford.data.crops import crop_image
-
     match_tiles, match_titles = [], []
     for e in entries[:4]:
         ra, rb = records[e["source"]["asset"]], records[e["target"]["asset"]]
@@ -758,8 +739,6 @@ OWNED = ("dataset.json", "eval_pairs.json", "contact_sheet.png", "assets", "eval
 
 def _prepare_out(root: Path) -> None:
     """Create ``root``; an old dataset of this writer there is replaced, anything else refused."""
-    import shutil
-
     if root.exists() and not root.is_dir():
         raise AffordError(f"--out {root}: exists and is not a directory")
     if root.is_dir() and any(root.iterdir()):
@@ -797,8 +776,6 @@ def write_correspondence_dataset(
     Layout and arrays: docs/correspondence-format.md.  Same ``cfg`` -> identical bytes, for any
     ``workers``.
     """
-    from afford import __version__
-
     cfg = (cfg or CorrSynthConfig()).resolved()
     root = Path(out)
     _prepare_out(root)

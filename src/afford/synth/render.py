@@ -1,10 +1,8 @@
 """Exact CPU renderer: one embree ray per pixel, vectorised (one ray batch per view).
 
-Camera convention (OpenCV): a world/object point ``X`` maps to camera coordinates
-``x_cam = R @ X + t`` (x right, y down, z forward) and to pixel coordinates
-``(u, v, 1) ~ K @ x_cam`` with ``u`` the column and ``v`` the row.  **Pixel centres are at
-integer coordinates**: the ray of pixel ``[row, col]`` goes through ``(u, v) = (col, row)``,
-so ``round(project(points)[0])`` gives the pixel index of a point.
+Cameras are :class:`afford.geometry.camera.Camera` (OpenCV convention, pixel centres at
+integer coordinates: the ray of pixel ``[row, col]`` goes through ``(u, v) = (col, row)``, so
+``round(camera.project(points)[0])`` gives the pixel index of a point).
 
 Per view the renderer returns RGB (Lambert + Blinn-Phong shading with a random directional
 light, per-pixel procedural part textures), z-depth, the object mask, part ids, face ids and
@@ -20,17 +18,16 @@ the triangle embree reports, so re-projecting ``points`` lands on the pixel cent
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import trimesh
+from trimesh.ray.ray_triangle import RayMeshIntersector as TriangleIntersector
 
 from afford.errors import AffordError
+from afford.geometry.camera import Camera
+from afford.synth.assets import Asset, albedo
 
 __all__ = [
-    "Camera",
-    "look_at",
-    "sphere_cameras",
     "Light",
     "random_light",
     "SceneMesh",
@@ -42,163 +39,6 @@ __all__ = [
 ]
 
 BACKGROUNDS = ("solid", "gradient", "noise", "clutter")
-
-
-# --------------------------------------------------------------------------------------
-# cameras
-
-
-@dataclass
-class Camera:
-    """Pinhole camera, OpenCV convention (see module docstring).
-
-    Attributes:
-        K: (3,3) intrinsics.  R: (3,3) world-to-camera rotation.  t: (3,) translation.
-        width, height: image size in pixels.
-    """
-
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    width: int
-    height: int
-
-    def __post_init__(self):
-        self.K = np.asarray(self.K, dtype=np.float64).reshape(3, 3)
-        self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
-        self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
-        self.width, self.height = int(self.width), int(self.height)
-
-    @property
-    def center(self) -> np.ndarray:
-        """(3,) camera centre in world coordinates (-R^T t)."""
-        return -self.R.T @ self.t
-
-    @property
-    def extrinsic(self) -> np.ndarray:
-        """(4,4) world-to-camera transform [R t; 0 1]."""
-        E = np.eye(4)
-        E[:3, :3], E[:3, 3] = self.R, self.t
-        return E
-
-    def to_camera(self, points: np.ndarray) -> np.ndarray:
-        """(N,3) world points -> (N,3) camera coordinates."""
-        return np.asarray(points, dtype=np.float64) @ self.R.T + self.t
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project world points.
-
-        Args:
-            points: (N,3) world (= object, for an unposed object) coordinates.
-        Returns:
-            uv: (N,2) float (col, row) pixel coordinates, pixel centres at integers.
-            depth: (N,) z in camera coordinates (<= 0 means behind the camera).
-        """
-        pc = self.to_camera(points)
-        z = pc[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            uvw = pc @ self.K.T
-            uv = uvw[:, :2] / uvw[:, 2:3]
-        return uv, z
-
-    def pixel_rays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rays of every pixel, row-major.
-
-        Returns:
-            origin: (3,) camera centre (world).
-            dirs: (H*W,3) world directions scaled so that their camera-z component is 1
-                (a point at ray parameter s has depth s).
-        """
-        rows, cols = np.mgrid[0 : self.height, 0 : self.width]
-        pix = np.stack([cols.ravel(), rows.ravel(), np.ones(rows.size)], 1).astype(np.float64)
-        d_cam = pix @ np.linalg.inv(self.K).T
-        return self.center, d_cam @ self.R
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (K, R, t as nested lists; width, height)."""
-        return {
-            "K": self.K.tolist(),
-            "R": self.R.tolist(),
-            "t": self.t.tolist(),
-            "width": self.width,
-            "height": self.height,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Camera:
-        """Inverse of :meth:`to_dict`."""
-        try:
-            return cls(d["K"], d["R"], d["t"], d["width"], d["height"])
-        except (KeyError, ValueError) as exc:
-            raise AffordError(f"camera dict is missing or malformed: {exc}") from exc
-
-    @classmethod
-    def look_at(
-        cls,
-        eye,
-        target=(0.0, 0.0, 0.0),
-        up=(0.0, 0.0, 1.0),
-        fov_deg: float = 40.0,
-        width: int = 224,
-        height: int = 224,
-    ) -> Camera:
-        """Camera at ``eye`` looking at ``target``; image y points along -``up``.
-
-        ``fov_deg`` is the horizontal field of view; square pixels; principal point at the
-        image centre ((W-1)/2, (H-1)/2) in the pixel-centre-at-integer convention.
-        """
-        eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-        z = target - eye
-        n = np.linalg.norm(z)
-        if n < 1e-12:
-            raise AffordError("look_at: eye and target coincide")
-        z /= n
-        x = np.cross(z, up)
-        if np.linalg.norm(x) < 1e-9:  # looking along up: pick another up
-            alt = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-            x = np.cross(z, alt)
-        x /= np.linalg.norm(x)
-        y = np.cross(z, x)
-        R = np.stack([x, y, z])
-        f = 0.5 * width / np.tan(np.deg2rad(fov_deg) / 2)
-        K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
-        return cls(K, R, -R @ eye, width, height)
-
-
-look_at = Camera.look_at
-
-
-def sphere_cameras(
-    n: int = 19,
-    distance: float = 2.2,
-    fov_deg: float = 35.0,
-    width: int = 224,
-    height: int = 224,
-    elevation_deg: tuple[float, float] = (-15.0, 65.0),
-    target=(0.0, 0.0, 0.0),
-    up=(0.0, 0.0, 1.0),
-) -> list[Camera]:
-    """A fixed, deterministic set of ``n`` cameras on a sphere around ``target``.
-
-    Cameras follow a Fibonacci spiral over the band of elevations ``elevation_deg``
-    (uniform in area: sin(elevation) evenly spaced), azimuth advancing by the golden angle.
-    With the defaults (distance 2.2, fov 35) an asset normalised to max |coord| = 0.5 stays
-    inside the image from every view.
-    """
-    if n < 1:
-        raise AffordError(f"sphere_cameras: n must be >= 1, got {n}")
-    lo, hi = np.sin(np.deg2rad(elevation_deg[0])), np.sin(np.deg2rad(elevation_deg[1]))
-    s = lo + (hi - lo) * (np.arange(n) + 0.5) / n
-    el = np.arcsin(s)
-    az = np.arange(n) * np.pi * (3.0 - np.sqrt(5.0))
-    target = np.asarray(target, dtype=np.float64)
-    cams = []
-    for e, a in zip(el, az):
-        eye = target + distance * np.array(
-            [np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]
-        )
-        cams.append(Camera.look_at(eye, target, up, fov_deg, width, height))
-    return cams
 
 
 # --------------------------------------------------------------------------------------
@@ -360,8 +200,6 @@ class Scene:
     """
 
     def __init__(self, obj, pose: np.ndarray | None = None, extras=(), color=(0.7, 0.7, 0.7)):
-        from afford.synth.assets import Asset
-
         self.pose = np.eye(4) if pose is None else np.asarray(pose, dtype=np.float64)
         self.pose_inv = np.linalg.inv(self.pose)
         if isinstance(obj, Asset):
@@ -505,8 +343,6 @@ class Scene:
             on_obj = ti < self.n_obj
             if on_obj.any():
                 if self.asset is not None:
-                    from afford.synth.assets import albedo
-
                     alb[on_obj] = albedo(
                         self.asset.parts, self.face_part[ti[on_obj]], points[hidx[on_obj]]
                     )
@@ -560,8 +396,6 @@ class Scene:
 def _corner_normals(obj) -> np.ndarray:
     """(F,3,3) smooth-shading normals per face corner (split at edges sharper than 30 deg),
     cached on an Asset (its mesh never changes)."""
-    from afford.synth.assets import Asset
-
     if isinstance(obj, Asset):
         cached = obj._part_meshes.get("corner_normals")
         if cached is not None:
@@ -581,13 +415,11 @@ def _corner_normals(obj) -> np.ndarray:
 
 def _make_intersector(mesh: trimesh.Trimesh):
     """Embree intersector when available (trimesh.ray.has_embree), else trimesh's own."""
-    if trimesh.ray.has_embree:
+    if trimesh.ray.has_embree:  # embreex: optional, checked by trimesh
         from trimesh.ray.ray_pyembree import RayMeshIntersector
 
         return RayMeshIntersector(mesh)
-    from trimesh.ray.ray_triangle import RayMeshIntersector
-
-    return RayMeshIntersector(mesh)
+    return TriangleIntersector(mesh)
 
 
 def render(

@@ -17,16 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 
 from afford.errors import AffordError
+from afford.geometry.camera import transform_points
+from afford.geometry.visible import NN_TOL, match_to_cloud
 
 __all__ = [
-    "backproject",
-    "project",
-    "transform_points",
+    "MAX_POINTS",
     "alignment_transform",
-    "match_to_cloud",
-    "multiview_correspondences",
     "farthest_point_sampling",
     "hungarian_match",
     "part_pixels",
@@ -35,71 +36,11 @@ __all__ = [
     "curate_pair",
 ]
 
-NN_TOL = 0.01  # nearest-neighbour tolerance (object units, max |coord| = 0.5): REFERENCE_NOTES C
 MAX_POINTS = 10000  # n = min(10000, n1, n2): REFERENCE_NOTES C
 
 
 # ---------------------------------------------------------------------------------------------
-# camera geometry
-
-
-def backproject(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Object-frame surface point of every pixel from a z-depth map.
-
-    ``x_obj = R^T (depth * K^-1 [col, row, 1]^T - t)``.
-
-    Args:
-        depth: (H, W) or (V, H, W) z-depth, inf/nan = background.
-        K, R: (3, 3) or (V, 3, 3); t: (3,) or (V, 3).
-
-    Returns:
-        (H, W, 3) or (V, H, W, 3) float32, nan where there is no surface.
-    """
-    depth = np.asarray(depth)
-    single = depth.ndim == 2
-    if single:
-        depth, K, R, t = depth[None], np.asarray(K)[None], np.asarray(R)[None], np.asarray(t)[None]
-    if depth.ndim != 3:
-        raise AffordError(f"backproject: depth must be (H,W) or (V,H,W), got {depth.shape}")
-    K = np.asarray(K, dtype=np.float64)
-    R = np.asarray(R, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    out = np.full(depth.shape + (3,), np.nan, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(depth) & (depth > 0)
-    for v in range(depth.shape[0]):
-        rows, cols = np.nonzero(valid[v])
-        if rows.size == 0:
-            continue
-        pix = np.stack([cols, rows, np.ones_like(rows)], 1).astype(np.float64)  # (n,3) (u,v,1)
-        cam = (pix @ np.linalg.inv(K[v]).T) * depth[v][rows, cols][:, None].astype(np.float64)
-        out[v, rows, cols] = (cam - t[v]) @ R[v]  # R^T (x_cam - t), row-vector form
-    return out[0] if single else out
-
-
-def project(
-    points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Project (N, 3) object-frame points.
-
-    Returns:
-        rc: (N, 2) float64 ``(row, col)`` pixel coordinates; z: (N,) camera depth.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    cam = pts @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64)
-    z = cam[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uvw = cam @ np.asarray(K, dtype=np.float64).T
-        u = uvw[:, 0] / uvw[:, 2]
-        v = uvw[:, 1] / uvw[:, 2]
-    return np.stack([v, u], -1), z
-
-
-def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 4x4 rigid transform to (..., 3) points."""
-    T = np.asarray(T, dtype=np.float64)
-    pts = np.asarray(points, dtype=np.float64)
-    return pts @ T[:3, :3].T + T[:3, 3]
+# alignment
 
 
 def alignment_transform(frame_source: np.ndarray, frame_target: np.ndarray) -> np.ndarray:
@@ -118,78 +59,6 @@ def alignment_transform(frame_source: np.ndarray, frame_target: np.ndarray) -> n
     if fs.shape != (4, 4) or ft.shape != (4, 4):
         raise AffordError("alignment_transform: functional frames must be 4x4 matrices")
     return fs @ np.linalg.inv(ft)
-
-
-def match_to_cloud(
-    pixel_points: np.ndarray, cloud: np.ndarray, tol: float = NN_TOL, tree=None
-) -> np.ndarray:
-    """Nearest dense-cloud point of every back-projected pixel point (REFERENCE_NOTES C).
-
-    Args:
-        pixel_points: (..., 3) surface points (nan = background).
-        cloud: (P, 3) dense surface samples.
-        tol: maximum NN distance for a match.
-        tree: optional prebuilt ``scipy.spatial.cKDTree(cloud)``.
-
-    Returns:
-        (...) int64 cloud index, -1 where background or no cloud point within ``tol``.
-    """
-    from scipy.spatial import cKDTree
-
-    pts = np.asarray(pixel_points)
-    flat = pts.reshape(-1, 3)
-    out = np.full(flat.shape[0], -1, dtype=np.int64)
-    ok = np.isfinite(flat).all(axis=1)
-    if ok.any():
-        tree = tree if tree is not None else cKDTree(np.asarray(cloud, dtype=np.float64))
-        dist, idx = tree.query(flat[ok].astype(np.float64), k=1, distance_upper_bound=tol)
-        idx = np.where(np.isfinite(dist), idx, -1)
-        out[ok] = idx
-    return out.reshape(pts.shape[:-1])
-
-
-def multiview_correspondences(
-    points_i: np.ndarray,
-    K_j: np.ndarray,
-    R_j: np.ndarray,
-    t_j: np.ndarray,
-    depth_j: np.ndarray,
-    mask_j: np.ndarray,
-    rel_tol: float = 0.01,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel correspondences from view i to view j of the same asset (spatial loss, Eq. 2).
-
-    The surface point of every object pixel of view i is projected into view j; it corresponds
-    when its nearest pixel in view j is an object pixel that sees a surface at the point's
-    camera depth ``z`` (``|depth_j - z| <= rel_tol * z``), i.e. the point is visible there and
-    not hidden behind another surface.  Conservative: points on grazing surfaces, whose depth
-    changes quickly from pixel to pixel, may be rejected; points behind an occluder always are.
-
-    Args:
-        points_i: (H, W, 3) surface points of view i (nan = background).
-        K_j, R_j, t_j: camera of view j; depth_j: (H', W') z-depth; mask_j: (H', W') bool.
-
-    Returns:
-        src: (M, 2) int64 ``(row, col)`` pixels of view i (row-major order);
-        dst: (M, 2) float64 exact projections in view j.
-    """
-    pts = np.asarray(points_i)
-    valid = np.isfinite(pts).all(axis=-1)
-    src = np.argwhere(valid)
-    if src.shape[0] == 0:
-        return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.float64)
-    rc, z = project(pts[valid], K_j, R_j, t_j)
-    depth_j = np.asarray(depth_j, dtype=np.float64)
-    h, w = depth_j.shape
-    with np.errstate(invalid="ignore"):
-        near = np.floor(rc + 0.5)
-        inside = (z > 0) & (near[:, 0] >= 0) & (near[:, 0] < h) & (near[:, 1] >= 0)
-        inside &= near[:, 1] < w
-    near = np.where(inside[:, None], near, 0).astype(np.int64)
-    ok = inside & np.asarray(mask_j, dtype=bool)[near[:, 0], near[:, 1]]
-    with np.errstate(invalid="ignore"):
-        ok &= np.abs(depth_j[near[:, 0], near[:, 1]] - z) <= rel_tol * z
-    return src[ok], rc[ok]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,16 +103,9 @@ def hungarian_match(xyz1: np.ndarray, xyz2: np.ndarray) -> tuple[np.ndarray, np.
         (i1, i2): (min(n1, n2),) int64 index arrays; ``xyz1[i1[k]] <-> xyz2[i2[k]]`` minimise
         ``sum_k ||xyz1[i1[k]] - xyz2[i2[k]]||``.
     """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
     cost = cdist(np.asarray(xyz1, np.float64), np.asarray(xyz2, np.float64))
     i1, i2 = linear_sum_assignment(cost)
     return i1.astype(np.int64), i2.astype(np.int64)
-
-
-# ---------------------------------------------------------------------------------------------
-# curation
 
 
 def part_pixels(
@@ -285,8 +147,6 @@ def score_target_views(
     Returns:
         (V,) float64 scores (0 for views without visible part points).
     """
-    from scipy.spatial import cKDTree
-
     counts = np.array([len(x) for x in target_xyz_aligned], dtype=np.float64)
     scores = np.zeros(len(target_xyz_aligned), dtype=np.float64)
     if counts.max(initial=0) == 0 or len(source_xyz) == 0:
@@ -364,8 +224,6 @@ def curate_pair(
         a ``CuratedPair``, or None when either side has fewer than ``min_points`` visible
         part pixels.
     """
-    from scipy.spatial import cKDTree
-
     src_pts = np.asarray(source_points)
     tgt_pts = np.asarray(target_points)
     if src_pts.ndim != 4 or tgt_pts.ndim != 4 or src_pts.shape[-1] != 3:

@@ -1,4 +1,4 @@
-"""Pseudo-labelling (afford.correspondence.pseudolabel): box clustering, voting, Otsu, masks."""
+"""Pseudo-labelling (afford.geometry.pseudolabel): box clustering, voting, Otsu, masks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skimage.filters import threshold_otsu
 
-from afford.correspondence import pseudolabel as P
-from afford.correspondence.annotate import project
+from afford.geometry import pseudolabel as P
+from afford.geometry.camera import project
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sphere_scenes as scenes  # noqa: E402
@@ -63,8 +64,6 @@ def test_otsu_matches_exhaustive_search_and_separates_modes():
     thr = P.otsu_threshold(v)
     assert thr == pytest.approx(_brute_otsu(v))
     assert 0.35 < thr < 0.6
-    from skimage.filters import threshold_otsu
-
     assert abs(thr - threshold_otsu(v)) < 2 / 256
     assert P.otsu_threshold(np.full(10, 0.3)) is None  # undefined -> caller's fallback
 

@@ -23,10 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
-from afford.correspondence.annotate import NN_TOL, match_to_cloud, project
 from afford.errors import AffordError
+from afford.geometry.camera import project
+from afford.geometry.visible import NN_TOL, match_to_cloud, visible_cloud_points
 
 __all__ = [
     "PartQuery",
@@ -125,8 +129,6 @@ def cluster_boxes(boxes: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray |
     Returns:
         (4,) float64 mean box of the largest cluster, or None without any valid box.
     """
-    from scipy.sparse.csgraph import connected_components
-
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     b = b[valid_boxes(b)]
     if len(b) == 0:
@@ -215,8 +217,6 @@ def heat_to_mask(
     Returns:
         (H, W) bool mask and the threshold used.
     """
-    import cv2
-
     heat = np.asarray(heat, dtype=np.float32)
     obj = np.asarray(object_mask, dtype=bool)
     sigma = max(cfg.blur_sigma * scale, 1e-3)
@@ -250,7 +250,7 @@ def pseudo_label_masks(
 
     Args:
         cloud: (P, 3) dense surface samples of the asset (object frame).
-        view_points: (V, H, W, 3) per-pixel surface points (``annotate.backproject``; nan =
+        view_points: (V, H, W, 3) per-pixel surface points (``afford.geometry.camera.backproject``; nan =
             background).
         object_masks: (V, H, W) bool.
         K, R: (V, 3, 3); t: (V, 3) OpenCV cameras.
@@ -291,8 +291,6 @@ def pseudo_label_masks(
         kept[v] = cluster_boxes(boxes[v], cfg.cluster_iou)
 
     # 3. visibility of cloud points (matched by some pixel of the view) and voting
-    from scipy.spatial import cKDTree
-
     if cloud_index is None:
         idx = match_to_cloud(pts, None, cfg.nn_tol, tree=cKDTree(cloud))  # (V,H,W)
     else:
@@ -302,10 +300,7 @@ def pseudo_label_masks(
                 f"pseudo_label_masks: cloud_index must be {masks.shape}, got {idx.shape}"
             )
     idx = np.where(masks, idx, -1)
-    visible = np.zeros((n_views, len(cloud)), dtype=bool)
-    vv, flat = np.nonzero(idx.reshape(n_views, -1) >= 0)
-    visible[vv, idx.reshape(n_views, -1)[vv, flat]] = True
-    votes = vote(cloud, visible, K, R, t, kept)
+    votes = vote(cloud, visible_cloud_points(idx, len(cloud)), K, R, t, kept)
 
     # 4. per-view heat -> mask
     heat = np.where(idx >= 0, votes[np.maximum(idx, 0)], 0).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Reader for HANDAL in the BOP layout -> the inputs of :mod:`afford.correspondence.annotate`.
+"""Reader for HANDAL in the BOP layout -> the inputs of :mod:`afford.geometry.curation`.
 
 Layout (BOP; HANDAL ships one folder per object category with this structure)::
 
@@ -17,7 +17,7 @@ Objects are normalised as in the paper (max |coord| = 0.5 around the bounding-bo
 + t)`` in object units. Visible surface points of every pixel come from ray casting the mesh
 with the GT pose inside ``mask_visib`` (no depth needed); functional-part membership of the dense
 surface samples comes from the part masks by majority vote over the views that see a sample.
-``annotate_inputs`` returns the arrays ``annotate.curate_pair`` takes (crop-level view points,
+``annotate_inputs`` returns the arrays ``curation.curate_pair`` takes (crop-level view points,
 dense cloud, part flags); functional frames are set by hand per object (the paper's annotators
 align assets in 3-D).
 """
@@ -30,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import trimesh
 
+from afford.data.crops import crop_array, square_crop_box
 from afford.data.io import read_gray, read_json
 from afford.errors import AffordError
+from afford.geometry.camera import camera_directions
+from afford.geometry.visible import NN_TOL, match_to_cloud
 
 CROP = 224
 
@@ -83,8 +87,6 @@ class HandalDataset:
     def model(self, obj_id: int):
         """(mesh in normalised object units, centre c (3,) mm, scale s) of an object."""
         if obj_id not in self._models:
-            import trimesh
-
             path = self.root / "models" / f"obj_{obj_id:06d}.ply"
             if not path.is_file():
                 raise AffordError(f"{path}: model file not found for obj_id {obj_id}")
@@ -152,8 +154,7 @@ class HandalDataset:
         out = np.full((h, w, 3), np.nan, np.float32)
         if rr.size == 0:
             return out
-        pix = np.stack([cc, rr, np.ones_like(rr)], 1).astype(np.float64)
-        dirs = (np.linalg.inv(view.K) @ pix.T).T @ view.R  # R^T d, as row vectors
+        dirs = camera_directions(view.K, rr, cc) @ view.R  # R^T d, as row vectors
         origin = -view.R.T @ view.t
         locs, ray_idx, _ = mesh.ray.intersects_location(
             np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=False
@@ -168,22 +169,17 @@ class HandalDataset:
         cloud_points: int = 20000,
         seed: int = 0,
         size: int = CROP,
-        tol: float = 0.01,
+        tol: float = NN_TOL,
     ) -> dict[str, Any]:
-        """Inputs of ``annotate.curate_pair`` for one object.
+        """Inputs of :func:`afford.geometry.curation.curate_pair` for one object.
 
         Returns dict: ``views`` (list of HandalView), ``points`` (V,S,S,3) surface points at the
         224 crops (nan = background), ``crop_box`` (V,3), ``mask`` (V,S,S), ``cloud`` (P,3),
         ``part`` (P,) bool (majority of the views seeing a sample put it in the part mask;
         all False without part masks), ``part_votes`` (P,) and ``seen`` (P,) view counts.
         """
-        from afford.correspondence.annotate import match_to_cloud
-        from afford.data.crops import crop_array, square_crop_box
-
         views = views if views is not None else self.views(obj_id)
         mesh, _, _ = self.model(obj_id)
-        import trimesh
-
         cloud = np.asarray(
             trimesh.sample.sample_surface(mesh, cloud_points, seed=seed)[0], np.float64
         )

@@ -1,4 +1,5 @@
-"""GT curation (afford.correspondence.annotate) and crops (afford.data.crops) on analytic scenes."""
+"""Camera geometry, visible points and GT curation (afford.geometry), crops (afford.data.crops),
+on analytic scenes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from afford.correspondence import annotate as A
 from afford.data import crops
 from afford.errors import AffordError
+from afford.geometry import camera as C
+from afford.geometry import curation as A
+from afford.geometry import visible as V
 
 sys.path.insert(0, str(Path(__file__).parent))
 import sphere_scenes as scenes  # noqa: E402
@@ -34,7 +37,7 @@ def test_backproject_matches_analytic_surface():
     obj = scenes.SphereObject(np.array([[0.0, 0, 0]]), np.array([0.3]))
     K, R, t = scenes.ring_cameras(2, size=48)
     depth, _, pts = scenes.render_views(obj, K, R, t, 48)
-    bp = A.backproject(depth, K, R, t)
+    bp = C.backproject(depth, K, R, t)
     assert bp.shape == (2, 48, 48, 3)
     fg = np.isfinite(depth)
     assert fg.sum() > 200
@@ -47,8 +50,8 @@ def test_backproject_matches_analytic_surface():
 def test_project_inverts_backproject():
     K, R, t = scenes.ring_cameras(1, size=32)
     depth = np.full((32, 32), 2.0, np.float32)
-    pts = A.backproject(depth, K[0], R[0], t[0])
-    rc, z = A.project(pts.reshape(-1, 3), K[0], R[0], t[0])
+    pts = C.backproject(depth, K[0], R[0], t[0])
+    rc, z = C.project(pts.reshape(-1, 3), K[0], R[0], t[0])
     grid = np.argwhere(np.ones((32, 32), bool))
     np.testing.assert_allclose(rc, grid, atol=1e-4)
     np.testing.assert_allclose(z, 2.0, atol=1e-5)
@@ -59,12 +62,12 @@ def test_multiview_correspondences_reproject_and_respect_occlusion():
     K, R, t = scenes.ring_cameras(4, size=64)
     depth, _, pts = scenes.render_views(obj, K, R, t, 64)
     i, j = 0, 1
-    src, dst = A.multiview_correspondences(
+    src, dst = V.multiview_correspondences(
         pts[i], K[j], R[j], t[j], depth[j], np.isfinite(depth[j])
     )
     assert len(src) > 100
     p3 = pts[i][src[:, 0], src[:, 1]]
-    rc, _ = A.project(p3, K[j], R[j], t[j])
+    rc, _ = C.project(p3, K[j], R[j], t[j])
     assert np.abs(rc - dst).max() < 0.5  # stored dst is the reprojection
     near = np.floor(dst + 0.5).astype(int)
     assert np.abs(dst - near).max() <= 0.5
@@ -87,7 +90,7 @@ def test_multiview_correspondences_reproject_and_respect_occlusion():
         disc = b**2 - (oc @ oc - r**2)
         lam = -b - np.sqrt(np.maximum(disc, 0))
         blocked |= (disc > 0) & (lam > 1e-6) & (lam < length * (1 - 0.012))
-    rc_all, _ = A.project(all_p, K[j], R[j], t[j])
+    rc_all, _ = C.project(all_p, K[j], R[j], t[j])
     in_img = ((rc_all > -0.5) & (rc_all < 63.5)).all(axis=1)
     brute = {tuple(p) for p in all_src[~blocked & in_img]}
     mine = {tuple(p) for p in src}
@@ -148,7 +151,7 @@ def test_alignment_transform_maps_target_frame_onto_source_frame():
     T = A.alignment_transform(fs, ft)
     np.testing.assert_allclose(T @ ft, fs, atol=1e-12)
     # the target frame origin lands on the source frame origin
-    np.testing.assert_allclose(A.transform_points(T, ft[:3, 3]), fs[:3, 3], atol=1e-12)
+    np.testing.assert_allclose(C.transform_points(T, ft[:3, 3]), fs[:3, 3], atol=1e-12)
 
 
 def test_curate_pair_points_on_parts_and_respect_alignment():
@@ -172,14 +175,14 @@ def test_curate_pair_points_on_parts_and_respect_alignment():
     assert len({tuple(p) for p in pair.points1}) == n  # unique per pixel
     assert len({tuple(p) for p in pair.points2}) == n
     # n = min(n1, n2) of visible part pixels (cloud-matched)
-    vis1 = (A.match_to_cloud(x1[pair.source_view], c1) >= 0) & (p1[pair.source_view] == 1)
-    vis2 = (A.match_to_cloud(x2[pair.target_view], c2) >= 0) & (p2[pair.target_view] == 1)
+    vis1 = (V.match_to_cloud(x1[pair.source_view], c1) >= 0) & (p1[pair.source_view] == 1)
+    vis2 = (V.match_to_cloud(x2[pair.target_view], c2) >= 0) & (p2[pair.target_view] == 1)
     assert n == min(vis1.sum(), vis2.sum())
     # xyz are the pixels' surface points, target mapped by T
     np.testing.assert_allclose(pair.xyz1, x1[pair.source_view][tuple(pair.points1.T)], atol=1e-5)
     np.testing.assert_allclose(
         pair.xyz2,
-        A.transform_points(pair.T, x2[pair.target_view][tuple(pair.points2.T)]),
+        C.transform_points(pair.T, x2[pair.target_view][tuple(pair.points2.T)]),
         atol=1e-5,
     )
     # alignment respected: matched 3-D distance far below a random pairing and below the
@@ -214,7 +217,7 @@ def test_curate_pair_subsamples_with_fps():
     assert pair.source_view == 0 and pair.target_view == 1
     assert len(pair.points1) == 15
     # the 15 source points are spread out: min pairwise distance beats a random 15-subset's
-    rc = np.argwhere((A.match_to_cloud(x1[0], c1) >= 0) & (p1[0] == 1))
+    rc = np.argwhere((V.match_to_cloud(x1[0], c1) >= 0) & (p1[0] == 1))
 
     def min_gap(p):
         d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1)) + np.eye(len(p)) * 1e9
@@ -267,8 +270,8 @@ def test_curate_pair_source_rank_and_pixel_part_restriction():
     c2, l2 = tgt.cloud(8000)
     counts = [
         (
-            (A.match_to_cloud(x1[v], c1) >= 0)
-            & (l1[np.maximum(A.match_to_cloud(x1[v], c1), 0)] == 1)
+            (V.match_to_cloud(x1[v], c1) >= 0)
+            & (l1[np.maximum(V.match_to_cloud(x1[v], c1), 0)] == 1)
         ).sum()
         for v in range(4)
     ]

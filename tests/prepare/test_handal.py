@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from afford.correspondence.annotate import curate_pair
-from afford.correspondence.handal import HandalDataset
 from afford.data.io import write_image
 from afford.errors import AffordError
+from afford.geometry.curation import curate_pair
+from afford.prepare.handal import HandalDataset
 
 K = np.array([[220.0, 0, 64], [0, 220.0, 48], [0, 0, 1]])
 H, W = 96, 128

@@ -1,0 +1,107 @@
+"""Visible surface points of views: pixel -> dense-cloud matching, multi-view correspondences.
+
+REFERENCE_NOTES C/D: every pixel's back-projected depth point matched to the nearest point of
+a dense surface point cloud (within ``NN_TOL``) gives pixel -> surface-point index maps; a
+surface point seen by view i corresponds to a pixel of view j when it projects onto an object
+pixel of view j at the depth that view sees (spatial loss, Eq. 2).  Cameras are OpenCV
+(:mod:`afford.geometry.camera`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from afford.geometry.camera import project
+
+__all__ = ["NN_TOL", "match_to_cloud", "visible_cloud_points", "multiview_correspondences"]
+
+NN_TOL = 0.01  # nearest-neighbour tolerance (object units, max |coord| = 0.5): REFERENCE_NOTES C
+
+
+def match_to_cloud(
+    pixel_points: np.ndarray, cloud: np.ndarray, tol: float = NN_TOL, tree=None
+) -> np.ndarray:
+    """Nearest dense-cloud point of every back-projected pixel point (REFERENCE_NOTES C).
+
+    Args:
+        pixel_points: (..., 3) surface points (nan = background).
+        cloud: (P, 3) dense surface samples.
+        tol: maximum NN distance for a match.
+        tree: optional prebuilt ``scipy.spatial.cKDTree(cloud)``.
+
+    Returns:
+        (...) int64 cloud index, -1 where background or no cloud point within ``tol``.
+    """
+    pts = np.asarray(pixel_points)
+    flat = pts.reshape(-1, 3)
+    out = np.full(flat.shape[0], -1, dtype=np.int64)
+    ok = np.isfinite(flat).all(axis=1)
+    if ok.any():
+        tree = tree if tree is not None else cKDTree(np.asarray(cloud, dtype=np.float64))
+        dist, idx = tree.query(flat[ok].astype(np.float64), k=1, distance_upper_bound=tol)
+        idx = np.where(np.isfinite(dist), idx, -1)
+        out[ok] = idx
+    return out.reshape(pts.shape[:-1])
+
+
+def visible_cloud_points(cloud_index: np.ndarray, n_points: int) -> np.ndarray:
+    """Which dense-cloud points each view sees: matched by at least one of its pixels.
+
+    Args:
+        cloud_index: (V, H, W) ``match_to_cloud`` indices (-1 = none).
+        n_points: P, the size of the cloud.
+
+    Returns:
+        (V, P) bool visibility.
+    """
+    idx = np.asarray(cloud_index)
+    n_views = idx.shape[0]
+    visible = np.zeros((n_views, n_points), dtype=bool)
+    vv, flat = np.nonzero(idx.reshape(n_views, -1) >= 0)
+    visible[vv, idx.reshape(n_views, -1)[vv, flat]] = True
+    return visible
+
+
+def multiview_correspondences(
+    points_i: np.ndarray,
+    K_j: np.ndarray,
+    R_j: np.ndarray,
+    t_j: np.ndarray,
+    depth_j: np.ndarray,
+    mask_j: np.ndarray,
+    rel_tol: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel correspondences from view i to view j of the same asset (spatial loss, Eq. 2).
+
+    The surface point of every object pixel of view i is projected into view j; it corresponds
+    when its nearest pixel in view j is an object pixel that sees a surface at the point's
+    camera depth ``z`` (``|depth_j - z| <= rel_tol * z``), i.e. the point is visible there and
+    not hidden behind another surface.  Conservative: points on grazing surfaces, whose depth
+    changes quickly from pixel to pixel, may be rejected; points behind an occluder always are.
+
+    Args:
+        points_i: (H, W, 3) surface points of view i (nan = background).
+        K_j, R_j, t_j: camera of view j; depth_j: (H', W') z-depth; mask_j: (H', W') bool.
+
+    Returns:
+        src: (M, 2) int64 ``(row, col)`` pixels of view i (row-major order);
+        dst: (M, 2) float64 exact projections in view j.
+    """
+    pts = np.asarray(points_i)
+    valid = np.isfinite(pts).all(axis=-1)
+    src = np.argwhere(valid)
+    if src.shape[0] == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.float64)
+    rc, z = project(pts[valid], K_j, R_j, t_j)
+    depth_j = np.asarray(depth_j, dtype=np.float64)
+    h, w = depth_j.shape
+    with np.errstate(invalid="ignore"):
+        near = np.floor(rc + 0.5)
+        inside = (z > 0) & (near[:, 0] >= 0) & (near[:, 0] < h) & (near[:, 1] >= 0)
+        inside &= near[:, 1] < w
+    near = np.where(inside[:, None], near, 0).astype(np.int64)
+    ok = inside & np.asarray(mask_j, dtype=bool)[near[:, 0], near[:, 1]]
+    with np.errstate(invalid="ignore"):
+        ok &= np.abs(depth_j[near[:, 0], near[:, 1]] - z) <= rel_tol * z
+    return src[ok], rc[ok]
