@@ -43,7 +43,7 @@ from afford.correspondence.baselines import (
     dataset_part_boxes,
     gt_part_masks,
 )
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.evaluate import KS, evaluate_rows
 from afford.correspondence.train import (
     CorrTrainConfig,

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.data.crops import view_to_crop
 from afford.errors import AffordError
 

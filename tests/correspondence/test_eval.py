@@ -10,7 +10,7 @@ from afford.correspondence.baselines import (
     box_to_mask,
     raw_backbone_features,
 )
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.evaluate import KS, evaluate_direction, evaluate_rows, table_markdown
 
 

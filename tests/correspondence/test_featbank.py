@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.featbank import FeatureBank, bank_generator, build_feature_bank
 from afford.correspondence.sampling import PairSampler, build_training_set, randomize_background
 from afford.correspondence.text import encode_functions

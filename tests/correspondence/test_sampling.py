@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.sampling import (
     PairSampler,
     build_training_set,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from afford.correspondence.baselines import ModelRow
-from afford.correspondence.data import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.evaluate import evaluate_rows
 from afford.correspondence.train import (
     CorrTrainConfig,

@@ -147,7 +147,7 @@ def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
 
 def _eval(args: argparse.Namespace) -> int:
     from afford.correspondence.baselines import ModelRow
-    from afford.correspondence.data import CorrespondenceDataset
+    from afford.data.correspondence import CorrespondenceDataset
     from afford.correspondence.evaluate import evaluate_rows, table_markdown
     from afford.engine import resolve_device
 

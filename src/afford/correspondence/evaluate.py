@@ -112,7 +112,7 @@ def evaluate_rows(
     """Evaluate Table 1 rows on a dataset's evaluation pairs.
 
     Args:
-        dataset: :class:`afford.correspondence.data.CorrespondenceDataset`.
+        dataset: :class:`afford.data.correspondence.CorrespondenceDataset`.
         rows: rows from :mod:`afford.correspondence.baselines` (ModelRow, BackboneRow, ...).
         split: "test" (reporting) or "val".
         out_dir: when given, writes ``results.json``, ``pr_<row>.png`` and

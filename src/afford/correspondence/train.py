@@ -239,7 +239,7 @@ def batch_losses(
 
 def training_sets(cfg: CorrTrainConfig) -> tuple:
     """(fit TrainingSet, held-out validation TrainingSet or None) of a config's dataset."""
-    from afford.correspondence.data import CorrespondenceDataset
+    from afford.data.correspondence import CorrespondenceDataset
     from afford.correspondence.sampling import build_training_set
 
     ds = CorrespondenceDataset(cfg.data)
