@@ -10,8 +10,8 @@ from afford.correspondence.baselines import (
     box_to_mask,
     raw_backbone_features,
 )
-from afford.data.correspondence import CorrespondenceDataset
 from afford.correspondence.evaluate import KS, evaluate_direction, evaluate_rows, table_markdown
+from afford.data.correspondence import CorrespondenceDataset
 
 
 def _oracle(points, size=32, n=None):
