@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from afford.config import from_dict
+from afford.correspondence.config import CorrExperiment
 from afford.correspondence.text import encode_functions
 from afford.correspondence.train import (
-    CorrTrainConfig,
     _Sampler,
     batch_losses,
     build_model,
@@ -34,17 +35,17 @@ from afford.data.io import write_json
 HERE = Path(__file__).resolve().parent
 
 
-def time_steps(cfg: CorrTrainConfig, data, steps: int) -> dict:
+def time_steps(cfg: CorrExperiment, data, steps: int) -> dict:
     """Seconds per training step (after one warm-up step) and the one-off bank build."""
     dino, clip = load_encoders(cfg)
     t0 = time.perf_counter()
-    bank = feature_bank(cfg, data, dino, progress=False)
+    bank = feature_bank(cfg, data, dino)
     build = time.perf_counter() - t0
     text = encode_functions(clip, data.functions)
     torch.manual_seed(0)
     model = build_model(cfg, dino.feat_dim, text.shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    sampler = _Sampler(data, cfg, 0, cfg.feature_augs)
+    sampler = _Sampler(data, cfg, 0, cfg.sampling.feature_augs)
 
     def step(i: int) -> None:
         loss = batch_losses(model, dino, text, sampler.batch(i), cfg, bank)["total"]
@@ -75,22 +76,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "corr_feature_bank.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    base = dict(
-        data=str(args.data),
-        dinov2=args.dinov2,
-        clip="tiny",
-        proj_dim=128,
-        hidden=256,
-        out_dim=64,
-        pairs=args.pairs,
-        points=args.points,
-        spatial_points=args.points,
-        device="cpu",
-    )
     rows = {}
     sets = None
     for name, augs in (("live", 0), ("bank", args.augs)):
-        cfg = CorrTrainConfig.from_dict({**base, "feature_augs": augs})
+        cfg = from_dict(
+            CorrExperiment,
+            {
+                "data": {"root": str(args.data)},
+                "backbone": {"dinov2": {"variant": args.dinov2}, "clip": {"variant": "tiny"}},
+                "model": {"proj_dim": 128, "hidden": 256, "out_dim": 64},
+                "sampling": {
+                    "pairs": args.pairs,
+                    "points": args.points,
+                    "spatial_points": args.points,
+                    "feature_augs": augs,
+                },
+                "train": {"device": "cpu", "progress": False},
+            },
+        )
         sets = sets or training_sets(cfg)
         rows[name] = time_steps(cfg, sets[0], args.steps)
     data = sets[0]

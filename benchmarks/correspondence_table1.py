@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import tempfile
 import time
@@ -35,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from afford.backbones import load_dinov2
+from afford.config import load
 from afford.correspondence.baselines import (
     BackboneRow,
     ChanceRow,
@@ -43,24 +46,29 @@ from afford.correspondence.baselines import (
     dataset_part_boxes,
     gt_part_masks,
 )
-from afford.correspondence.data import CorrespondenceDataset
+from afford.correspondence.config import CorrExperiment
 from afford.correspondence.evaluate import KS, evaluate_rows
-from afford.correspondence.train import (
-    CorrTrainConfig,
-    feature_bank,
-    load_trained,
-    train,
-    training_sets,
-)
+from afford.correspondence.train import feature_bank, load_trained, train, training_sets
+from afford.data.correspondence import CorrespondenceDataset
 from afford.data.io import write_json
+from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
 
-ABLATIONS = {
-    "functional only": dict(functional=True, spatial=False),
-    "spatial only": dict(functional=False, spatial=True),
-    "full": dict(functional=True, spatial=True),
-    "full + mask": dict(functional=True, spatial=True, mask_head=True, mask=True),
+ABLATIONS = {  # row -> --set assignments on top of base_config
+    "functional only": ("loss.functional=true", "loss.spatial=false"),
+    "spatial only": ("loss.functional=false", "loss.spatial=true"),
+    "full": ("loss.functional=true", "loss.spatial=true"),
+    "full + mask": (
+        "loss.functional=true",
+        "loss.spatial=true",
+        "model.mask_head=true",
+        "loss.mask=true",
+    ),
     # the full loss with another spatial weight (the paper's is 10, tuned for DINOv2-B)
-    "full, lambda_spatial 1": dict(functional=True, spatial=True, lambda_spatial=1.0),
+    "full, lambda_spatial 1": (
+        "loss.functional=true",
+        "loss.spatial=true",
+        "loss.lambda_spatial=1.0",
+    ),
 }
 # "full" reported for the story: per seed, the full variant with the better validation score
 FULL_VARIANTS = ("full", "full, lambda_spatial 1")
@@ -80,27 +88,35 @@ COLS = (
 )
 
 
-def base_config(args: argparse.Namespace) -> dict:
-    return dict(
-        data=str(args.data),
-        dinov2=args.dinov2,
-        dinov2_weights=args.dinov2_weights,
-        clip="tiny",
-        proj_dim=args.proj_dim,
-        hidden=args.hidden,
-        out_dim=args.out_dim,
-        pairs=args.pairs,
-        points=args.points,
-        spatial_points=args.points,
-        lr=args.lr,
-        epochs=args.epochs,
-        iters_per_epoch=args.iters,
-        val_fraction=args.val_fraction,
-        val_batches=2,
-        feature_augs=args.feature_augs,
-        spatial_region=args.spatial_region,
-        device="cpu",
-    )
+def base_config(args: argparse.Namespace, seed: int, name: str, out: Path) -> dict:
+    """The experiment of trained row ``name`` (before its ``ABLATIONS`` switches)."""
+    return {
+        "data": {"root": str(args.data), "val_fraction": args.val_fraction},
+        "backbone": {
+            "dinov2": {"variant": args.dinov2, "weights": args.dinov2_weights},
+            "clip": {"variant": "tiny"},
+        },
+        "model": {"proj_dim": args.proj_dim, "hidden": args.hidden, "out_dim": args.out_dim},
+        "sampling": {
+            "pairs": args.pairs,
+            "points": args.points,
+            "spatial_points": args.points,
+            "feature_augs": args.feature_augs,
+            "spatial_region": args.spatial_region,
+        },
+        "train": {
+            "name": name,
+            "out": str(out),
+            "seed": seed,
+            "lr": args.lr,
+            "epochs": args.epochs,
+            "iters_per_epoch": args.iters,
+            "val_batches": 2,
+            "device": "cpu",
+            "resume": False,
+            "progress": False,
+        },
+    }
 
 
 def _command(settings: dict) -> str:
@@ -114,8 +130,6 @@ def _command(settings: dict) -> str:
 
 def _shell_value(v) -> str:
     """An argparse value as it is typed on a command line (lists space-separated, quoted)."""
-    import shlex
-
     items = v if isinstance(v, list | tuple) else [v]
     return " ".join(shlex.quote(str(x)) for x in items)
 
@@ -344,8 +358,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if not (args.data / "dataset.json").is_file():
-        from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
-
         print(f"generating the synthetic dataset in {args.data} (size {args.size})")
         cfg = CorrSynthConfig(size=args.size, per_category=tuple(args.per_category))
         write_correspondence_dataset(args.data, cfg, workers=2)
@@ -377,8 +389,6 @@ def main() -> None:
             flush=True,
         )
 
-    from afford.backbones import load_dinov2
-
     dino = load_dinov2(args.dinov2_weights, variant=args.dinov2)
     t = time.time()
     base_rows = [
@@ -402,24 +412,19 @@ def main() -> None:
         sets = bank = None
         seed_val: dict[str, dict] = {}
         seed_res: dict[str, tuple[dict, float]] = {}
+        seed_cfg: dict[str, CorrExperiment] = {}
         for name in args.rows:
-            cfg = CorrTrainConfig.from_dict(
-                {
-                    **base_config(args),
-                    **ABLATIONS[name],
-                    "seed": seed,
-                    "name": name,
-                    "out": str(runs_dir / f"{_slug(name)}_s{seed}"),
-                }
-            )
+            out = runs_dir / f"{_slug(name)}_s{seed}"
+            raw = base_config(args, seed, name, out)
+            cfg = seed_cfg[name] = load(CorrExperiment, None, ABLATIONS[name], base=raw)
             t = time.time()
             if sets is None:  # cropping and the feature bank are shared by the rows of a seed
                 sets = training_sets(cfg)
-                bank = feature_bank(cfg, sets[0], dino, progress=False)
+                bank = feature_bank(cfg, sets[0], dino)
             t_train = time.time()
-            train(cfg, resume=False, progress=False, sets=sets, bank=bank)
+            train(cfg, sets=sets, bank=bank)
             train_seconds.setdefault(f"ours ({name})", []).append(time.time() - t_train)
-            model, dn, clip, funcs, _ = load_trained(cfg.out)
+            model, dn, clip, funcs, _ = load_trained(cfg.train.out)
             row = [ModelRow(model, dn, clip, funcs, name)]
             res = evaluate_rows(ds, row, **eval_kw)[name]
             seconds = time.time() - t_train
@@ -429,7 +434,7 @@ def main() -> None:
             record(f"ours ({name})", res, seconds)
         if all(n in seed_val for n in FULL_VARIANTS):
             pick = select_full(seed_val)
-            lam = ABLATIONS[pick].get("lambda_spatial", CorrTrainConfig().lambda_spatial)
+            lam = seed_cfg[pick].loss.lambda_spatial
             selected.append({"seed": seed, "row": pick, "lambda_spatial": lam})
             print(f"  validation picks {pick!r} for seed {seed}", flush=True)
             # its cost: training every candidate

@@ -24,6 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from afford.correspondence.matching import discover
+from afford.correspondence.model import FunctionalCorrespondenceModel
+from afford.data.io import write_json
+
 D = 256
 RESULTS = Path(__file__).resolve().parent / "results" / "matching.json"
 CASES = [
@@ -78,8 +82,6 @@ def _maxrss_mb() -> float:
 
 
 def run_case(impl: str, size: int, masks: str) -> dict:
-    from afford.correspondence.matching import discover
-
     torch.set_num_threads(1)
     fs, ft, sm, tm = _inputs(size, masks)
     fn = (
@@ -109,8 +111,6 @@ def run_case(impl: str, size: int, masks: str) -> dict:
 
 def run_dense(size: int = 224) -> dict:
     """``FunctionalCorrespondenceModel.dense`` at the paper's sizes (768 -> 512, MLP 1024, 256)."""
-    from afford.correspondence.model import FunctionalCorrespondenceModel
-
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = FunctionalCorrespondenceModel().eval()
@@ -136,8 +136,6 @@ def run_dense(size: int = 224) -> dict:
 
 def check_equal(size: int = 64) -> dict:
     """Blockwise (small blocks) against naive on one problem: identical pairs, score error."""
-    from afford.correspondence.matching import discover
-
     fs, ft, sm, tm = _inputs(size, "object")
     src, tgt, score = naive_discover(fs, ft, sm, tm)
     res = discover(fs, ft, sm, tm, block=100)
@@ -179,8 +177,6 @@ def main() -> None:
     print(table)
     print(f"\nblockwise == naive at {check['size']}: pairs identical = {check['same_pairs']}, "
           f"max score difference = {check['max_score_diff']:.2e}")  # fmt: skip
-    from afford.data.io import write_json
-
     write_json(
         RESULTS,
         {

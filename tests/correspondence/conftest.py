@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_data import write_tiny_dataset  # noqa: E402
@@ -16,8 +18,6 @@ def tiny_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):
     """A tiny dataset from the synthetic writer (`afford synth correspondence`)."""
-    from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
-
     root = tmp_path_factory.mktemp("synthcorr")
     cfg = CorrSynthConfig(size="tiny", views=4, categories=["kettle", "jug", "mug"])
     write_correspondence_dataset(root, cfg, progress=False)

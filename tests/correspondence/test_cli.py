@@ -1,7 +1,9 @@
 import json
 
 import numpy as np
+import pytest
 import skimage.data
+import yaml
 
 from afford.cli import main
 from afford.data.io import read_image, write_image
@@ -132,12 +134,7 @@ def test_eval_gt_part_oracle_baseline_cli(tiny_root, tmp_path):
 
 
 def test_train_eval_correspond_with_checkpoint(tiny_root, tmp_path, capsys):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        f"data: {tiny_root}\nout: {tmp_path / 'run'}\ndinov2: tiny\nclip: tiny\nproj_dim: 32\n"
-        "hidden: 64\nout_dim: 16\npairs: 2\npoints: 8\nspatial_points: 8\nepochs: 1\n"
-        "iters_per_epoch: 2\nval_fraction: 0.0\ndevice: cpu\n"
-    )
+    cfg = _tiny_config(tiny_root, tmp_path)
     assert main(["train", "correspondence", "--config", str(cfg), "--no-progress"]) == 0
     assert (tmp_path / "run/best/config.json").is_file()
     # resuming a finished run trains nothing more and still succeeds
@@ -193,3 +190,72 @@ def test_train_eval_correspond_with_checkpoint(tiny_root, tmp_path, capsys):
         ]
     )
     assert rc == 0 and read_image(tmp_path / "m.png").shape == (96, 192, 3)
+    # eval --set / --print-config act on the checkpoint's experiment config
+    run = str(tmp_path / "run")
+    capsys.readouterr()
+    rc = main(["eval", "correspondence", "--checkpoint", run, "--pairs", str(tiny_root),
+               "--set", "train.name=renamed", "--print-config"])  # fmt: skip
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert rc == 0 and shown["train"]["name"] == "renamed" and shown["model"]["out_dim"] == 16
+    rc = main(["eval", "correspondence", "--checkpoint", run, "--pairs", str(tiny_root),
+               "--set", "train.epochs=abc"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("afford: error: train.epochs: ") and err.count("\n") == 1
+
+
+def _tiny_config(tiny_root, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        f"data: {{root: {tiny_root}, val_fraction: 0.0}}\n"
+        "backbone: {dinov2: {variant: tiny}, clip: {variant: tiny}}\n"
+        "model: {proj_dim: 32, hidden: 64, out_dim: 16}\n"
+        "sampling: {pairs: 2, points: 8, spatial_points: 8}\n"
+        f"train: {{out: {tmp_path / 'run'}, epochs: 1, iters_per_epoch: 2, device: cpu}}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ("train.epochs=abc", "train.epochs"),
+        ("train.lr=fast", "train.lr"),
+        ("sampling.points=-3", "sampling.points"),
+        ("loss.tau=nan", "loss.tau"),
+        ("train.learning_rate=1", "train.learning_rate"),
+    ],
+)
+def test_train_config_errors_are_one_line(assignment, key, tmp_path, capsys):
+    rc = main(["train", "correspondence", "--config", "correspondence/synth-tiny",
+               "--set", f"train.out={tmp_path / 'run'}", "--set", assignment])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"afford: error: {key}: ") and err.count("\n") == 1
+    assert f"--set {assignment}" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_print_config_resolves_shipped_names_and_sets(capsys):
+    rc = main(["train", "correspondence", "--config", "correspondence/synth-tiny",
+               "--set", "train.epochs=7", "--set", "loss.spatial=false", "--no-resume",
+               "--print-config"])  # fmt: skip
+    assert rc == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["train"]["epochs"] == 7 and cfg["train"]["resume"] is False
+    assert cfg["loss"]["spatial"] is False and cfg["backbone"]["dinov2"]["variant"] == "tiny"
+    assert cfg["train"]["iters_per_epoch"] == 40  # the rest from the shipped file
+
+
+def test_train_unknown_yaml_key_names_the_file(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sampling: {pairs: 2, point: 8}\n")
+    assert main(["train", "correspondence", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "sampling.point: unknown key" in err and "did you mean 'points'" in err
+    assert str(cfg) in err and err.count("\n") == 1
+
+
+def test_eval_set_and_print_config_need_a_checkpoint(tiny_root, capsys):
+    rc = main(["eval", "correspondence", "--baseline", "chance", "--pairs", str(tiny_root),
+               "--set", "train.epochs=2"])  # fmt: skip
+    assert rc == 2 and "--set / --print-config need --checkpoint" in capsys.readouterr().err

@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from afford.correspondence.data import CorrespondenceDataset
+from afford.correspondence.sampling import PairSampler, build_training_set
+from afford.data.correspondence import CorrespondenceDataset
 from afford.data.crops import view_to_crop
 from afford.errors import AffordError
 
@@ -78,8 +79,6 @@ def test_bad_layouts_name_the_file(tiny_root, tmp_path):
 
 
 def test_reads_the_synthetic_writer_output(synth_root):
-    from afford.correspondence.sampling import PairSampler, build_training_set
-
     ds = CorrespondenceDataset(synth_root)
     assert set(ds.asset_ids("train")) | set(ds.asset_ids("val")) | set(ds.asset_ids("test")) == set(
         ds.assets

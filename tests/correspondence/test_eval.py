@@ -6,12 +6,16 @@ import torch
 
 from afford.correspondence.baselines import (
     ChanceRow,
+    ModelRow,
     PartBoxRow,
     box_to_mask,
+    gt_part_masks,
     raw_backbone_features,
 )
-from afford.correspondence.data import CorrespondenceDataset
 from afford.correspondence.evaluate import KS, evaluate_direction, evaluate_rows, table_markdown
+from afford.correspondence.model import FunctionalCorrespondenceModel
+from afford.data.correspondence import CorrespondenceDataset
+from afford.errors import AffordError
 
 
 def _oracle(points, size=32, n=None):
@@ -105,10 +109,6 @@ class _FakeClip:
 
 
 def test_model_row_mask_head_part_and_unknown_function():
-    from afford.correspondence.baselines import ModelRow
-    from afford.correspondence.model import FunctionalCorrespondenceModel
-    from afford.errors import AffordError
-
     torch.manual_seed(0)
     model = FunctionalCorrespondenceModel(
         feat_dim=4, text_dim=8, proj_dim=8, hidden=16, out_dim=8, mask_head=True
@@ -129,9 +129,6 @@ def test_model_row_mask_head_part_and_unknown_function():
 
 
 def test_gt_part_region_restricts_chance_to_the_part(tiny_root):
-    from afford.correspondence.baselines import gt_part_masks
-    from afford.errors import AffordError
-
     ds = CorrespondenceDataset(tiny_root)
     data = ds.load_pair(ds.eval_pairs("test")[0])
     row = PartBoxRow(ChanceRow(3), gt_part_masks, name="chance in GT part")

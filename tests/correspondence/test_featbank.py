@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from corr_config import experiment
 
-from afford.correspondence.data import CorrespondenceDataset
+from afford.config import replace
 from afford.correspondence.featbank import FeatureBank, bank_generator, build_feature_bank
 from afford.correspondence.sampling import PairSampler, build_training_set, randomize_background
 from afford.correspondence.text import encode_functions
 from afford.correspondence.train import (
-    CorrTrainConfig,
     _Sampler,
     batch_losses,
     build_model,
@@ -15,9 +15,12 @@ from afford.correspondence.train import (
     load_encoders,
     train,
 )
+from afford.data.correspondence import CorrespondenceDataset
 from afford.errors import AffordError
 
-SMALL = dict(dinov2="tiny", clip="tiny", proj_dim=32, hidden=64, out_dim=16, device="cpu")
+SMALL = dict(
+    dinov2="tiny", clip="tiny", proj_dim=32, hidden=64, out_dim=16, device="cpu", progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def tset(tiny_root):
 
 @pytest.fixture(scope="module")
 def dino():
-    return load_encoders(CorrTrainConfig(**SMALL))[0]
+    return load_encoders(experiment(**SMALL))[0]
 
 
 def test_bank_rows_are_the_backbone_on_the_randomised_views(tset, dino):
@@ -83,9 +86,9 @@ def test_sampler_with_bank_draws_the_same_points_and_indexes_the_bank(tset):
 def test_banked_losses_match_the_backbone_on_the_same_images(tset, dino):
     """With K = 1 the bank holds exactly one randomisation per view; feeding the backbone those
     images gives the same losses (up to the half-float storage)."""
-    cfg = CorrTrainConfig(**SMALL, pairs=2, points=8, spatial_points=8, feature_augs=1)
+    cfg = experiment(**SMALL, pairs=2, points=8, spatial_points=8, feature_augs=1)
     text = encode_functions(load_encoders(cfg)[1], tset.functions)
-    bank = feature_bank(cfg, tset, dino, progress=False)
+    bank = feature_bank(cfg, tset, dino)
     torch.manual_seed(0)
     model = build_model(cfg, dino.feat_dim, text.shape[1])
     b = _Sampler(tset, cfg, 0, feature_augs=1).batch(0)
@@ -99,9 +102,9 @@ def test_banked_losses_match_the_backbone_on_the_same_images(tset, dino):
             randomize_background(
                 torch.from_numpy(tset.images)[idx],
                 torch.from_numpy(tset.masks)[idx],
-                bank_generator(cfg.seed, c // 32),
-                cfg.noise,
-                cfg.p_noise,
+                bank_generator(cfg.train.seed, c // 32),
+                cfg.sampling.noise,
+                cfg.sampling.p_noise,
             )
         )
     live = {**b, "images": torch.cat(chunk_imgs)[views]}
@@ -114,8 +117,8 @@ def test_banked_losses_match_the_backbone_on_the_same_images(tset, dino):
 
 
 def test_training_with_a_bank_learns(tiny_root, tmp_path):
-    cfg = CorrTrainConfig(
-        data=str(tiny_root),
+    cfg = experiment(
+        root=str(tiny_root),
         out=str(tmp_path / "run"),
         epochs=1,
         iters_per_epoch=24,
@@ -125,12 +128,13 @@ def test_training_with_a_bank_learns(tiny_root, tmp_path):
         spatial_points=16,
         lr=2e-3,
         feature_augs=2,
+        resume=False,
         **SMALL,
     )
-    res = train(cfg, resume=False, progress=False)
+    res = train(cfg)
     hist = [r["total"] for r in res["state"]["history"]]
     assert len(hist) == 24
     assert np.mean(hist[-6:]) < np.mean(hist[:6]) - 0.05
     with pytest.raises(AffordError, match="feature bank"):
         bad = FeatureBank([torch.zeros(2, 1, 1, 1)], augs=1)
-        train(CorrTrainConfig(**{**cfg.to_dict(), "out": str(tmp_path / "x")}), bank=bad)
+        train(replace(cfg, train=replace(cfg.train, out=str(tmp_path / "x"))), bank=bad)

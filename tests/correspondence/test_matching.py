@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afford.correspondence.matching import discover, nearest_neighbors, transfer
+from afford.correspondence.matching import (
+    discover,
+    nearest_neighbors,
+    predicted_part_mask,
+    transfer,
+)
 from afford.errors import AffordError
 
 
@@ -251,8 +256,6 @@ def test_nearest_neighbors_tile_cap_does_not_change_results():
 
 
 def test_predicted_part_mask():
-    from afford.correspondence.matching import predicted_part_mask
-
     logit = torch.tensor([[2.0, -1.0], [0.0, 0.3]])
     obj = torch.tensor([[True, True], [True, False]])
     assert predicted_part_mask(logit, obj).tolist() == [[True, False], [False, False]]

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from afford.correspondence.data import CorrespondenceDataset
 from afford.correspondence.sampling import (
     PairSampler,
     build_training_set,
@@ -11,6 +10,7 @@ from afford.correspondence.sampling import (
     sample_mask_points,
     step_generator,
 )
+from afford.data.correspondence import CorrespondenceDataset
 from afford.errors import AffordError
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from afford.data.crops import crop_to_view, square_crop_box, view_to_crop
+from afford.data.crops import crop_array, crop_to_view, square_crop_box, view_to_crop
 from afford.data.io import write_image, write_json, write_npz
 
 FUNCTIONS = ["hold", "pour-with"]
@@ -193,6 +193,4 @@ def write_tiny_dataset(root, n_train=4, n_eval=2, n_views=4, invalid=((0, 2, 0),
 
 
 def _crop_bool(mask, box):
-    from afford.data.crops import crop_array
-
     return crop_array(mask, box, 224, fill=False)

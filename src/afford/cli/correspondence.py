@@ -19,13 +19,21 @@ def register(groups: dict) -> None:
         description="Train the function-conditioned correspondence model (resumes from "
         "<out>/last unless --no-resume).",
     )
-    p.add_argument("--config", required=True, help="configs/correspondence/<name>.yaml")
-    p.add_argument("--out", help="override the config's output folder")
-    p.add_argument("--data", help="override the config's dataset root")
-    p.add_argument("--device", help="override the config's device (auto, cpu, cuda, ...)")
-    p.add_argument("--seed", type=int, help="override the config's seed")
-    p.add_argument("--no-resume", action="store_true", help="start from scratch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="PATH|NAME",
+        help="YAML experiment: a file or a shipped name (correspondence/synth-tiny)",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")  # fmt: skip
+    p.add_argument("--print-config", action="store_true", help="print the resolved config, exit")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start from scratch (train.resume=false)"
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (train.progress=false)"
+    )
     p.set_defaults(func=_train)
 
     e = groups["eval"].add_parser(
@@ -57,6 +65,11 @@ def register(groups: dict) -> None:
         default=1,
         help="discovery on every N-th pixel (1 = paper; >1 is faster)",
     )
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value of the checkpoint's experiment config, e.g. --set "
+                   "backbone.dinov2.weights=FILE (with --checkpoint; repeatable)")  # fmt: skip
+    e.add_argument("--print-config", action="store_true",
+                   help="print the checkpoint's resolved experiment config, exit")  # fmt: skip
     e.add_argument("--dinov2", default="vitb14", help="baseline backbone variant (vitb14|tiny)")
     e.add_argument("--dinov2-weights", help="baseline backbone weight file")
     e.add_argument("--device", default="auto")
@@ -89,14 +102,26 @@ def register(groups: dict) -> None:
     c.set_defaults(func=_correspond)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from afford.correspondence.train import CorrTrainConfig, train
+def _train_sets(args: argparse.Namespace) -> list[str]:
+    """``--set`` assignments of ``afford train correspondence`` (the flags last)."""
+    sets = list(args.set)
+    if args.no_resume:
+        sets.append("train.resume=false")
+    if args.no_progress:
+        sets.append("train.progress=false")
+    return sets
 
-    cfg = CorrTrainConfig.from_yaml(args.config)
-    for key in ("out", "data", "device", "seed"):
-        if getattr(args, key) is not None:
-            setattr(cfg, key, getattr(args, key))
-    res = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+
+def _train(args: argparse.Namespace) -> int:
+    from afford.config import dump_yaml, load
+    from afford.correspondence.config import CorrExperiment
+    from afford.correspondence.train import train
+
+    cfg = load(CorrExperiment, args.config, _train_sets(args))
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    res = train(cfg)
     st = res["state"]
     print(
         json.dumps(
@@ -120,6 +145,7 @@ def _dataset_root(pairs: str) -> Path:
 
 
 def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
+    from afford.backbones import load_dinov2
     from afford.correspondence.baselines import (
         BackboneRow,
         ChanceRow,
@@ -127,14 +153,12 @@ def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
         dataset_part_boxes,
         gt_part_masks,
     )
+    from afford.engine import resolve_device
 
     if name == "chance":
         return ChanceRow(seed=args.seed)
     if name == "gt-part+chance":
         return PartBoxRow(ChanceRow(seed=args.seed), gt_part_masks, name=name)
-    from afford.backbones import load_dinov2
-    from afford.engine import resolve_device
-
     dino = load_dinov2(args.dinov2_weights, variant=args.dinov2, device=resolve_device(args.device))
     if name == "dino":
         return BackboneRow(dino)
@@ -146,19 +170,24 @@ def _baseline_row(name: str, args: argparse.Namespace, dataset=None):
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from afford.config import dump_yaml
     from afford.correspondence.baselines import ModelRow
-    from afford.correspondence.data import CorrespondenceDataset
     from afford.correspondence.evaluate import evaluate_rows, table_markdown
+    from afford.correspondence.train import load_trained, trained_config
+    from afford.data.correspondence import CorrespondenceDataset
     from afford.engine import resolve_device
 
+    if (args.set or args.print_config) and not args.checkpoint:
+        raise AffordError("--set / --print-config need --checkpoint (a baseline has no config)")
+    if args.print_config:
+        print(dump_yaml(trained_config(args.checkpoint, args.set)[1]["experiment"]), end="")
+        return 0
     ds = CorrespondenceDataset(_dataset_root(args.pairs))
     if args.checkpoint:
-        from afford.correspondence.train import load_trained
-
         model, dino, clip, functions, conf = load_trained(
-            args.checkpoint, resolve_device(args.device)
+            args.checkpoint, resolve_device(args.device), args.set
         )
-        row = ModelRow(model, dino, clip, functions, name=conf["train"].get("name", "ours"))
+        row = ModelRow(model, dino, clip, functions, name=conf["experiment"].train.name)
     else:
         row = _baseline_row(args.baseline, args, ds)
     res = evaluate_rows(
@@ -188,24 +217,22 @@ def _parse_points(items: list[str]):
 
 
 def _correspond(args: argparse.Namespace) -> int:
+    from afford.backbones import load_dinov2
     from afford.correspondence.baselines import BackboneRow, ModelRow
     from afford.correspondence.infer import correspond
     from afford.correspondence.text import check_function, default_functions
+    from afford.correspondence.train import load_trained
     from afford.data.io import read_gray, read_image, write_image
     from afford.engine import resolve_device
     from afford.viz import draw_matches
 
     device = resolve_device(args.device)
     if args.checkpoint:
-        from afford.correspondence.train import load_trained
-
         model, dino, clip, functions, _ = load_trained(args.checkpoint, device)
         check_function(args.function, functions)
         row = ModelRow(model, dino, clip, functions)
     else:
         check_function(args.function, default_functions())
-        from afford.backbones import load_dinov2
-
         row = BackboneRow(load_dinov2(args.dinov2_weights, variant=args.dinov2, device=device))
     img1, img2 = read_image(args.image1), read_image(args.image2)
     m1 = read_gray(args.mask1) > 0 if args.mask1 else None

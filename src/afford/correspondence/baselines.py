@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from afford.correspondence.text import check_function, encode_functions
+from afford.data.crops import view_to_crop
 from afford.errors import AffordError
+from afford.geometry.pseudolabel import PartQuery, cluster_boxes
 
 ROW_NAMES = ("chance", "dino", "vlm+dino")
 
@@ -98,8 +101,6 @@ class ModelRow:
 
     @torch.no_grad()
     def features(self, image: np.ndarray, mask: np.ndarray, function: str) -> dict[str, Any]:
-        from afford.correspondence.text import check_function, encode_functions
-
         check_function(function, self.functions)
         device = next(self.model.parameters()).device
         maps = [m.float() for m in self.dino(_to_batch(image, self.dino.device))]
@@ -169,8 +170,6 @@ def dataset_part_boxes(dataset) -> Any:
     """A ``boxes(pair_data, side)`` function for :class:`PartBoxRow` from the labeler boxes stored
     in a dataset (``views.npz`` ``boxes``: the largest cluster's mean box, REFERENCE_NOTES C),
     mapped into the evaluation crop."""
-    from afford.data.crops import view_to_crop
-    from afford.geometry.pseudolabel import cluster_boxes
 
     def boxes(pair_data: dict, side: int) -> np.ndarray | None:
         pair = pair_data["pair"]
@@ -198,7 +197,6 @@ def labeler_part_boxes(labeler, category_of, part_of) -> Any:
     """A ``boxes(pair_data, side)`` function for :class:`PartBoxRow` from a ``BoxLabeler`` run on
     the evaluation crops: ``category_of(pair, side)`` / ``part_of(pair, side)`` name the query;
     the samples are reduced to the largest cluster's mean box."""
-    from afford.geometry.pseudolabel import PartQuery, cluster_boxes
 
     def boxes(pair_data: dict, side: int) -> np.ndarray | None:
         pair = pair_data["pair"]

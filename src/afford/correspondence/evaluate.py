@@ -26,7 +26,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from afford.correspondence.matching import discover, transfer
+from afford.data.io import write_image, write_json
 from afford.errors import AffordError
+from afford.metrics.correspondence import (
+    average_results,
+    discovery,
+    distinct_fraction,
+    label_transfer,
+)
+from afford.viz import draw_matches, plot_pr_curves
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +60,6 @@ def evaluate_direction(
         src_region, tgt_region: (S,S) bool pixels allowed (object mask, or mask & part box).
     Returns: (metrics dict with scalars and "curves", predicted target points (n,2)).
     """
-    from afford.correspondence.matching import discover, transfer
-    from afford.metrics.correspondence import discovery, distinct_fraction, label_transfer
-
     tgt_part = None if ft["part"] is None else torch.from_numpy(ft["part"])
     pred = transfer(
         fs["feat"],
@@ -81,8 +87,6 @@ def evaluate_direction(
 
 
 def _average(records: list[dict[str, Any]]) -> dict[str, Any]:
-    from afford.metrics.correspondence import average_results
-
     if not records:
         return {"n": 0}
     return average_results([{k: v for k, v in r["metrics"].items()} for r in records])
@@ -112,7 +116,7 @@ def evaluate_rows(
     """Evaluate Table 1 rows on a dataset's evaluation pairs.
 
     Args:
-        dataset: :class:`afford.correspondence.data.CorrespondenceDataset`.
+        dataset: :class:`afford.data.correspondence.CorrespondenceDataset`.
         rows: rows from :mod:`afford.correspondence.baselines` (ModelRow, BackboneRow, ...).
         split: "test" (reporting) or "val".
         out_dir: when given, writes ``results.json``, ``pr_<row>.png`` and
@@ -121,8 +125,6 @@ def evaluate_rows(
     Returns: {row name: {"overall", "within_category", "across_category" (averages over
     (pair, direction)), "per_pair": [...]}, "settings": {...}}.
     """
-    from afford.data.io import write_json
-
     pairs = dataset.eval_pairs(split)
     if max_pairs is not None:
         pairs = pairs[: int(max_pairs)]
@@ -189,8 +191,6 @@ def evaluate_rows(
         if out is not None:
             curves = {f"k={k}": c for k in KS if (c := _mean_curve(recs, k)) is not None}
             if curves:
-                from afford.viz import plot_pr_curves
-
                 plot_pr_curves(
                     curves,
                     out / f"pr_{_safe(row.name)}.png",
@@ -206,9 +206,6 @@ def _safe(name: str) -> str:
 
 
 def _draw(out: Path, row: str, pair_id: str, data: dict, pred: np.ndarray, n: int = 40) -> None:
-    from afford.data.io import write_image
-    from afford.viz import draw_matches
-
     src, gt = data["points1"], data["points2"]
     sel = np.linspace(0, len(src) - 1, min(n, len(src))).round().astype(int)
     err = np.linalg.norm(pred[sel] - gt[sel], axis=1)

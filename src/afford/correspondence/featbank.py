@@ -6,8 +6,9 @@ image. The only randomness in a training image is the background randomisation
 backbone once on ``K`` background randomisations of every training view; batches then draw one
 of the ``K`` versions per image instead of running the backbone. Training computes the same
 losses on the same kind of inputs, with ``K`` backgrounds per view instead of a fresh one per
-draw. With ``K = 0`` (the default of :class:`~afford.correspondence.train.CorrTrainConfig`)
-the backbone runs on every batch, as in the paper.
+draw. With ``K = 0`` (the default of ``sampling.feature_augs``,
+:class:`~afford.correspondence.config.CorrSampling`) the backbone runs on every batch, as in
+the paper.
 
 Memory: ``views * K * layers * C * h * w`` half floats, e.g. 1,653 views x 4 x 3 x 96 x 16 x 16
 = 0.91 GiB for the tiny DINOv2 and 7.3 GiB for ViT-B/14 (C = 768).
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from afford.correspondence.sampling import randomize_background, seeded_generator
 from afford.errors import AffordError
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,6 @@ log = logging.getLogger(__name__)
 def bank_generator(seed: int, chunk: int) -> torch.Generator:
     """The generator of chunk ``chunk`` of a bank with seed ``seed`` (independent of the
     training batches' generators, which are seeded by ``(seed, step)``)."""
-    from afford.correspondence.sampling import seeded_generator
-
     return seeded_generator(seed, 0xBA4C, chunk)
 
 
@@ -96,8 +96,6 @@ def build_feature_bank(
         augs: K >= 1 randomisations per view; seed: the bank is a function of (seed, data).
         noise, p_noise: as in :func:`~afford.correspondence.sampling.randomize_background`.
     """
-    from afford.correspondence.sampling import randomize_background
-
     if augs < 1:
         raise AffordError(f"feature bank: augs must be >= 1, got {augs}")
     v = int(images.shape[0])

@@ -16,8 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+from scipy import ndimage
 
+from afford.correspondence.matching import discover, transfer
+from afford.data.crops import crop_array, crop_image, crop_to_view, square_crop_box, view_to_crop
 from afford.errors import AffordError
+from afford.geometry.pseudolabel import otsu_threshold
 
 CROP = 224
 
@@ -26,10 +31,6 @@ def estimate_foreground(
     image: np.ndarray, min_frac: float = 0.01, max_frac: float = 0.95
 ) -> np.ndarray:
     """A simple object mask (H,W) bool for an object photographed on a plain background."""
-    from scipy import ndimage
-
-    from afford.geometry.pseudolabel import otsu_threshold
-
     img = image.astype(np.float32)
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
     dist = np.linalg.norm(img - np.median(border, axis=0), axis=-1)
@@ -50,8 +51,6 @@ def estimate_foreground(
 
 def prepare(image: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """Square crop around the mask -> ``image`` (224,224,3), ``mask`` (224,224), ``box``."""
-    from afford.data.crops import crop_array, crop_image, square_crop_box
-
     if mask.shape != image.shape[:2]:
         raise AffordError(f"mask shape {mask.shape} differs from the image {image.shape[:2]}")
     if not mask.any():
@@ -79,11 +78,6 @@ def correspond(
     matches when ``points`` is None (discovery on every ``stride``-th crop pixel). Returns
     ``pts1``, ``pts2`` (n,2) in original image pixels
     and ``score`` (n,) (similarity rank score; 1 for transferred points)."""
-    import torch
-
-    from afford.correspondence.matching import discover, transfer
-    from afford.data.crops import crop_to_view, view_to_crop
-
     m1 = estimate_foreground(image1) if mask1 is None else mask1.astype(bool)
     m2 = estimate_foreground(image2) if mask2 is None else mask2.astype(bool)
     c1, c2 = prepare(image1, m1), prepare(image2, m2)

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from afford.config import MODES, Mode
 from afford.errors import AffordError
-
-MODES = ("paper", "official")
 
 
 def _check_feats(names: tuple[str, ...], feats: tuple[Tensor, ...]) -> None:
@@ -38,7 +37,7 @@ def functional_loss(
     b1: Tensor,
     tau: float = 0.1,
     negneg: bool = True,
-    mode: str = "paper",
+    mode: Mode = "paper",
 ) -> Tensor:
     """Functional part contrastive loss, L_func (Eq. 1), one cross-entropy row per positive pair.
 

@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from afford.config import MODES, Mode
 from afford.errors import AffordError
 
-MODES = ("paper", "official")
 _EPS = 1e-12
 
 
@@ -122,7 +122,7 @@ class FunctionalCorrespondenceModel(nn.Module):
         out_dim: int = 256,
         mask_head: bool = False,
         num_layers: int = 3,
-        mode: str = "paper",
+        mode: Mode = "paper",
     ) -> None:
         super().__init__()
         if mode not in MODES:

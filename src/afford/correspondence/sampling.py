@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from afford.correspondence.data import CorrespondenceDataset, views_to_crop
+from afford.data.correspondence import CorrespondenceDataset, views_to_crop
 from afford.errors import AffordError
 
 log = logging.getLogger(__name__)

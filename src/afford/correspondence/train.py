@@ -1,166 +1,68 @@
 """Training of the function-conditioned correspondence model (paper Sec. 4.2-4.3).
 
-``train(cfg)`` builds the frozen DINOv2 + CLIP text encoders, the training set (train-split
-assets of a dataset in the documented format, with a seeded held-out fraction of those assets
-for validation; the evaluation pairs are never used), and runs :func:`afford.engine.fit`:
-AdamW, iterations grouped into epochs, validation loss on fixed batches from the held-out assets
-for model selection (``<out>/best``), ``<out>/last`` for exact resume (batch ``i`` of epoch
-``e`` is drawn with seed ``(seed, e * iters_per_epoch + i)``).
+``train(cfg)`` (``cfg``: a :class:`~afford.correspondence.config.CorrExperiment`) builds the
+frozen DINOv2 + CLIP text encoders, the training set (train-split assets of a dataset in the
+documented format, with a seeded held-out fraction of those assets for validation; the
+evaluation pairs are never used), and runs :func:`afford.engine.fit`: AdamW, iterations grouped
+into epochs, validation loss on fixed batches from the held-out assets for model selection
+(``<out>/best``), ``<out>/last`` for exact resume (batch ``i`` of epoch ``e`` is drawn with seed
+``(seed, e * iters_per_epoch + i)``).
 
-Loss switches give the paper's Table 1 ablations: functional only, spatial only, full, full
-with the mask head.
+Loss switches (``loss.*``) give the paper's Table 1 ablations: functional only, spatial only,
+full, full with the mask head.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from afford.backbones import load_clip, load_dinov2
+from afford.config import load, to_dict
+from afford.correspondence.config import CorrExperiment
+from afford.correspondence.featbank import FeatureBank, build_feature_bank
+from afford.correspondence.losses import functional_loss, mask_loss, spatial_loss, total_loss
+from afford.correspondence.model import FunctionalCorrespondenceModel
+from afford.correspondence.sampling import PairSampler, TrainingSet, build_training_set
+from afford.correspondence.text import encode_functions
+from afford.data.correspondence import CorrespondenceDataset
+from afford.data.io import read_json
+from afford.engine import fit, load_checkpoint, resolve_device, seed_everything
 from afford.errors import AffordError
+from afford.viz import plot_loss_curves
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CorrTrainConfig:
-    """Everything a training run needs (YAML keys = field names)."""
-
-    data: str = "data/synth-corr"
-    out: str = "runs/correspondence/synth-full"
-    name: str = "full"
-    # backbones
-    dinov2: str = "vitb14"  # "vitb14" | "tiny" | "tiny-synth"
-    dinov2_weights: str | None = None
-    clip: str = "vitb16"  # "vitb16" | "tiny"
-    clip_weights: str | None = None
-    # model
-    proj_dim: int = 512
-    hidden: int = 1024
-    out_dim: int = 256
-    mask_head: bool = False
-    mode: str = "paper"  # "paper" | "official" (pixel convention, functional-loss anchors)
-    # losses
-    functional: bool = True
-    spatial: bool = True
-    mask: bool = False
-    tau: float = 0.1
-    negneg: bool = True
-    lambda_spatial: float = 10.0
-    lambda_mask: float = 1.0
-    # sampling
-    pairs: int = 50
-    points: int = 128
-    spatial_points: int = 128
-    # where spatial correspondences start: "object" (paper Eq. 2: any pixel of the first view) |
-    # "part" (released code: inside the functional part); None follows `mode`
-    spatial_region: str | None = None
-    labels: str = "pseudo"  # "pseudo" (paper) | "gt" (oracle ablation)
-    noise: float = 50.0
-    p_noise: float = 0.5
-    # 0: the frozen backbone runs on every batch (paper); K > 0: its outputs are precomputed
-    # for K background randomisations of every training view (afford.correspondence.featbank)
-    feature_augs: int = 0
-    # optimisation
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    epochs: int = 100
-    iters_per_epoch: int = 1000
-    grad_clip: float | None = None
-    # validation (held-out training assets)
-    val_fraction: float = 0.15
-    val_batches: int = 4
-    seed: int = 0
-    device: str = "auto"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "config") -> CorrTrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise AffordError(
-                f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(names))}"
-            )
-        cfg = cls(**d)
-        cfg.check(where)
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> CorrTrainConfig:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise AffordError(f"{path}: config file not found")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise AffordError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(d, dict):
-            raise AffordError(f"{path}: expected a mapping of config keys")
-        return cls.from_dict(d, str(path))
-
-    def check(self, where: str = "config") -> None:
-        if not (self.functional or self.spatial):
-            raise AffordError(f"{where}: enable at least one of 'functional' and 'spatial'")
-        if self.mask and not self.mask_head:
-            raise AffordError(f"{where}: 'mask: true' needs 'mask_head: true'")
-        if self.mode not in ("paper", "official"):
-            raise AffordError(f"{where}: mode must be 'paper' or 'official', got {self.mode!r}")
-        if self.labels not in ("pseudo", "gt"):
-            raise AffordError(f"{where}: labels must be 'pseudo' or 'gt', got {self.labels!r}")
-        for k in ("pairs", "points", "epochs", "iters_per_epoch", "val_batches"):
-            if int(getattr(self, k)) < 1:
-                raise AffordError(f"{where}: {k} must be >= 1")
-        if self.spatial_region not in (None, "object", "part"):
-            raise AffordError(
-                f"{where}: spatial_region must be 'object', 'part' or null (follow mode), "
-                f"got {self.spatial_region!r}"
-            )
-        if int(self.feature_augs) < 0:
-            raise AffordError(f"{where}: feature_augs must be >= 0 (0 = no feature bank)")
-        if not 0 <= self.val_fraction < 1:
-            raise AffordError(f"{where}: val_fraction must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def spatial_region_used(self) -> str:
-        """The spatial loss region: ``spatial_region`` if set, else "object" in paper mode and
-        "part" in official mode."""
-        if self.spatial_region is not None:
-            return self.spatial_region
-        return "object" if self.mode == "paper" else "part"
+#: ``kind`` of the checkpoints written by :func:`train`.
+KIND = "correspondence"
 
 
 # ---------------------------------------------------------------------------- components
-def load_encoders(cfg: CorrTrainConfig | dict, device: torch.device | str = "cpu"):
-    """Frozen DINOv2 image backbone and CLIP text encoder named by a config."""
-    from afford.backbones import load_clip, load_dinov2
-
-    c = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    dino = load_dinov2(c.get("dinov2_weights"), variant=c["dinov2"], device=device)
-    clip = load_clip(c.get("clip_weights"), variant=c["clip"], device=device)
+def load_encoders(cfg: CorrExperiment, device: torch.device | str = "cpu"):
+    """Frozen DINOv2 image backbone and CLIP text encoder named by ``cfg.backbone``."""
+    b = cfg.backbone
+    dino = load_dinov2(b.dinov2.weights, variant=b.dinov2.variant, device=device)
+    clip = load_clip(b.clip.weights, variant=b.clip.variant, device=device)
     return dino, clip
 
 
-def build_model(cfg: CorrTrainConfig, feat_dim: int, text_dim: int):
-    from afford.correspondence.model import FunctionalCorrespondenceModel
-
+def build_model(cfg: CorrExperiment, feat_dim: int, text_dim: int) -> FunctionalCorrespondenceModel:
+    m = cfg.model
     return FunctionalCorrespondenceModel(
         feat_dim=feat_dim,
         text_dim=text_dim,
-        proj_dim=cfg.proj_dim,
-        hidden=cfg.hidden,
-        out_dim=cfg.out_dim,
-        mask_head=cfg.mask_head,
-        mode=cfg.mode,
+        proj_dim=m.proj_dim,
+        hidden=m.hidden,
+        out_dim=m.out_dim,
+        mask_head=m.mask_head,
+        mode=m.mode,
     )
 
 
@@ -181,8 +83,8 @@ def batch_losses(
     backbone: torch.nn.Module,
     text_table: torch.Tensor,
     batch: dict[str, torch.Tensor],
-    cfg: CorrTrainConfig,
-    bank=None,
+    cfg: CorrExperiment,
+    bank: FeatureBank | None = None,
 ) -> dict[str, torch.Tensor]:
     """Losses of one batch (Eqs. 1-3). The frozen backbone runs under no-grad.
 
@@ -190,8 +92,7 @@ def batch_losses(
     when the sampler drew spatial correspondences); a batch with ``augs`` instead takes the
     layer maps of those images from ``bank`` (a :class:`FeatureBank`).
     """
-    from afford.correspondence.losses import functional_loss, mask_loss, spatial_loss, total_loss
-
+    lc = cfg.loss
     device = text_table.device
     p = batch["function"].shape[0]
     n = batch["part0"].shape[1]
@@ -207,9 +108,9 @@ def batch_losses(
     def block(k: int) -> list[torch.Tensor]:
         return [m[k * p : (k + 1) * p] for m in maps]
 
-    need_pair = cfg.functional or cfg.mask
+    need_pair = lc.functional or lc.mask
     pts0 = [batch["part0"], batch["non0"]] if need_pair else []
-    if cfg.spatial:
+    if lc.spatial:
         pts0.append(batch["src"])
     out0 = model(block(0), torch.cat(pts0, 1).to(device).float(), text)
     f0 = out0["feat"]
@@ -220,33 +121,36 @@ def batch_losses(
         out1 = model(block(1), pts1, text)
         a0, b0 = f0[:, :n], f0[:, n : 2 * n]
         a1, b1 = out1["feat"][:, :n], out1["feat"][:, n:]
-        if cfg.functional:
-            func = functional_loss(a0, b0, a1, b1, tau=cfg.tau, negneg=cfg.negneg, mode=cfg.mode)
+        if lc.functional:
+            func = functional_loss(
+                a0, b0, a1, b1, tau=lc.tau, negneg=lc.negneg, mode=cfg.model.mode
+            )
             losses["func"] = func
-        if cfg.mask:
+        if lc.mask:
             l0, l1 = out0["mask_logit"], out1["mask_logit"]
             msk = mask_loss(l0[:, :n], l1[:, :n], l0[:, n : 2 * n], l1[:, n:])
             losses["mask"] = msk
-    if cfg.spatial:
+    if lc.spatial:
         k2 = 2 if need_pair else 1
         src_feat = f0[:, f0.shape[1] - batch["src"].shape[1] :]
         out2 = model(block(k2), batch["dst"].to(device).float(), text)
-        spat = spatial_loss(src_feat, out2["feat"], tau=cfg.tau)
+        spat = spatial_loss(src_feat, out2["feat"], tau=lc.tau)
         losses["spatial"] = spat
-    losses["total"] = total_loss(func, spat, msk, cfg.lambda_spatial, cfg.lambda_mask)
+    losses["total"] = total_loss(func, spat, msk, lc.lambda_spatial, lc.lambda_mask)
     return losses
 
 
-def training_sets(cfg: CorrTrainConfig) -> tuple:
+def training_sets(cfg: CorrExperiment) -> tuple[TrainingSet, TrainingSet | None]:
     """(fit TrainingSet, held-out validation TrainingSet or None) of a config's dataset."""
-    from afford.correspondence.data import CorrespondenceDataset
-    from afford.correspondence.sampling import build_training_set
-
-    ds = CorrespondenceDataset(cfg.data)
-    fit_ids, val_ids = split_train_assets(ds.asset_ids("train"), cfg.val_fraction, cfg.seed)
+    ds = CorrespondenceDataset(cfg.data.root)
+    fit_ids, val_ids = split_train_assets(
+        ds.asset_ids("train"), cfg.data.val_fraction, cfg.train.seed
+    )
     if not fit_ids:
         raise AffordError(f"{ds.root}: the 'train' split has no assets")
-    kw = dict(labels=cfg.labels, functions=ds.functions, spatial_region=cfg.spatial_region_used)
+    kw = dict(
+        labels=cfg.data.labels, functions=ds.functions, spatial_region=cfg.spatial_region_used
+    )
     data = build_training_set(ds, fit_ids, **kw)
     vdata = None
     if val_ids:
@@ -257,100 +161,101 @@ def training_sets(cfg: CorrTrainConfig) -> tuple:
 class _Sampler:
     """Wraps :class:`PairSampler` and drops the image-1 block when no loss needs it."""
 
-    def __init__(self, data, cfg: CorrTrainConfig, seed: int, feature_augs: int = 0) -> None:
-        from afford.correspondence.sampling import PairSampler
-
+    def __init__(
+        self, data: TrainingSet, cfg: CorrExperiment, seed: int, feature_augs: int = 0
+    ) -> None:
+        s = cfg.sampling
         self.cfg = cfg
         self.inner = PairSampler(
             data,
-            pairs=cfg.pairs,
-            n_points=cfg.points,
-            n_spatial=cfg.spatial_points if cfg.spatial else 0,
+            pairs=s.pairs,
+            n_points=s.points,
+            n_spatial=s.spatial_points if cfg.loss.spatial else 0,
             seed=seed,
-            noise=cfg.noise,
-            p_noise=cfg.p_noise,
+            noise=s.noise,
+            p_noise=s.p_noise,
             feature_augs=feature_augs,
         )
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         b = self.inner.batch(step)
-        if not (self.cfg.functional or self.cfg.mask):
-            p = self.cfg.pairs
+        if not (self.cfg.loss.functional or self.cfg.loss.mask):
+            p = self.cfg.sampling.pairs
             for k in ("images", "views", "augs"):
                 if k in b:
                     b[k] = torch.cat([b[k][:p], b[k][2 * p :]])
         return b
 
 
-def feature_bank(cfg: CorrTrainConfig, data, backbone, progress: bool = True):
-    """The :class:`FeatureBank` of a config's training set (None when ``feature_augs`` is 0);
-    a function of (backbone, training views, seed, augmentation settings) only, so the rows of
-    an ablation with the same seed can share it."""
-    if not cfg.feature_augs:
+def feature_bank(
+    cfg: CorrExperiment, data: TrainingSet, backbone: torch.nn.Module
+) -> FeatureBank | None:
+    """The :class:`FeatureBank` of a config's training set (None when
+    ``sampling.feature_augs`` is 0); a function of (backbone, training views, seed,
+    augmentation settings) only, so the rows of an ablation with the same seed can share it."""
+    s = cfg.sampling
+    if not s.feature_augs:
         return None
-    from afford.correspondence.featbank import build_feature_bank
-
     return build_feature_bank(
         backbone,
         data.images,
         data.masks,
-        cfg.feature_augs,
-        seed=cfg.seed,
-        noise=cfg.noise,
-        p_noise=cfg.p_noise,
-        progress=progress,
+        s.feature_augs,
+        seed=cfg.train.seed,
+        noise=s.noise,
+        p_noise=s.p_noise,
+        progress=cfg.train.progress,
     )
 
 
 def train(
-    cfg: CorrTrainConfig,
-    resume: bool = True,
-    progress: bool = True,
-    sets: tuple | None = None,
-    bank=None,
+    cfg: CorrExperiment,
+    sets: tuple[TrainingSet, TrainingSet | None] | None = None,
+    bank: FeatureBank | None = None,
 ) -> dict[str, Any]:
     """Train; returns {"out", "state" (TrainState as dict), "data" (training-set summary)}.
 
-    Writes ``<out>/last``, ``<out>/best`` (checkpoints), ``history.json`` and ``loss.png``.
+    Writes ``<out>/last``, ``<out>/best`` (checkpoints), ``history.json`` and ``loss.png``;
+    continues from ``<out>/last`` when ``train.resume`` and it exists.
     ``sets``: optional prebuilt ``(fit TrainingSet, val TrainingSet | None)`` of the same
     dataset, labels and seed (from :func:`training_sets`), to share the cropping between runs.
     ``bank``: optional prebuilt :func:`feature_bank` of the same fit set, backbone and seed
-    (built here when ``cfg.feature_augs > 0`` and not given). Validation always runs the
+    (built here when ``sampling.feature_augs > 0`` and not given). Validation always runs the
     backbone on freshly randomised images.
     """
-    from afford.correspondence.text import encode_functions
-    from afford.engine import fit, resolve_device, seed_everything
-
-    cfg.check()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    t = cfg.train
+    if t.threads is not None:
+        torch.set_num_threads(t.threads)
+    seed_everything(t.seed)
+    device = resolve_device(t.device)
     data, vdata = sets if sets is not None else training_sets(cfg)
     fit_ids, val_ids = data.assets, (vdata.assets if vdata is not None else [])
     functions = data.functions
     log.info("training set: %s", data.summary())
-    sampler = _Sampler(data, cfg, cfg.seed, cfg.feature_augs)
+    augs = cfg.sampling.feature_augs
+    sampler = _Sampler(data, cfg, t.seed, augs)
     val_sampler = None
     if vdata is not None:
         try:
-            val_sampler = _Sampler(vdata, cfg, cfg.seed + 104729)
+            val_sampler = _Sampler(vdata, cfg, t.seed + 104729)
         except AffordError as exc:  # e.g. no function with two items in the held-out assets
             log.warning("no validation batches from held-out assets %s: %s", val_ids, exc)
     dino, clip = load_encoders(cfg, device)
     text_table = encode_functions(clip, functions).to(device)
     if bank is None:
-        bank = feature_bank(cfg, data, dino, progress)
-    elif bank.n_views != data.images.shape[0] or bank.augs != cfg.feature_augs:
+        bank = feature_bank(cfg, data, dino)
+    elif bank.n_views != data.images.shape[0] or bank.augs != augs:
         raise AffordError(
             f"train: the given feature bank ({bank.n_views} views x {bank.augs}) does not match "
-            f"the training set ({data.images.shape[0]} views) and feature_augs "
-            f"({cfg.feature_augs})"
+            f"the training set ({data.images.shape[0]} views) and sampling.feature_augs "
+            f"({augs})"
         )
     model = build_model(cfg, dino.feat_dim, text_table.shape[1]).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     ckpt_config = {
-        "kind": "correspondence",
+        "kind": KIND,
         "model": model.config(),
-        "train": cfg.to_dict(),
+        "experiment": to_dict(cfg),
         "functions": functions,
         "backbone": {"dinov2": dino.model_id, "clip": clip.model_id},
         "fit_assets": fit_ids,
@@ -358,15 +263,15 @@ def train(
     }
 
     def batches(epoch: int):
-        for i in range(cfg.iters_per_epoch):
-            yield sampler.batch(epoch * cfg.iters_per_epoch + i)
+        for i in range(t.iters_per_epoch):
+            yield sampler.batch(epoch * t.iters_per_epoch + i)
 
     def step(batch, epoch):  # noqa: ARG001
         return batch_losses(model, dino, text_table, batch, cfg, bank)
 
     validate = None
     if val_sampler is not None:
-        val_batches = [val_sampler.batch(i) for i in range(cfg.val_batches)]
+        val_batches = [val_sampler.batch(i) for i in range(t.val_batches)]
 
         def validate(epoch):  # noqa: ARG001
             sums: dict[str, float] = {}
@@ -380,47 +285,75 @@ def train(
         opt,
         batches,
         step,
-        epochs=cfg.epochs,
-        out_dir=cfg.out,
+        epochs=t.epochs,
+        out_dir=t.out,
         config=ckpt_config,
         validate=validate,
         select="val_total" if validate is not None else None,
         select_mode="min",
-        resume=resume,
-        steps_per_epoch=cfg.iters_per_epoch,
-        grad_clip=cfg.grad_clip,
-        progress=progress,
-        desc=f"corr {cfg.name}",
+        resume=t.resume,
+        steps_per_epoch=t.iters_per_epoch,
+        grad_clip=t.grad_clip,
+        progress=t.progress,
+        desc=f"corr {t.name}",
     )
     try:
-        from afford.viz import plot_loss_curves
-
-        plot_loss_curves(
-            state.history, Path(cfg.out) / "loss.png", title=f"correspondence {cfg.name}"
-        )
+        plot_loss_curves(state.history, Path(t.out) / "loss.png", title=f"correspondence {t.name}")
     except AffordError as exc:  # pragma: no cover - plotting is a convenience
         log.warning("loss plot skipped: %s", exc)
-    return {"out": cfg.out, "state": asdict(state), "data": data.summary()}
+    return {"out": t.out, "state": asdict(state), "data": data.summary()}
 
 
-def load_trained(checkpoint: str | os.PathLike, device: torch.device | str = "cpu"):
-    """Rebuild (model, dino, clip, functions, config) from a checkpoint folder written by
-    :func:`train` (``<out>/best`` or ``<out>/last``; a run folder means its ``best``)."""
-    from afford.correspondence.model import FunctionalCorrespondenceModel
-    from afford.engine import load_checkpoint
-
+def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:
+    """The checkpoint folder of ``checkpoint``: itself, or ``<run>/best`` for a run folder."""
     path = Path(checkpoint)
     if (path / "best").is_dir() and not (path / "model.safetensors").is_file():
         path = path / "best"
+    return path
+
+
+def trained_config(
+    checkpoint: str | os.PathLike, sets: Iterable[str] = ()
+) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint folder, its stored config) without loading weights; ``config["experiment"]``
+    is the :class:`CorrExperiment` the run was trained with, rebuilt strictly with ``--set``
+    overrides on top (e.g. ``backbone.dinov2.weights=FILE`` when the weight file moved)."""
+    path = checkpoint_dir(checkpoint)
+    if not (path / "config.json").is_file():
+        raise AffordError(
+            f"{path}: not an afford checkpoint (expected a folder with model.safetensors "
+            "and config.json)"
+        )
+    conf = read_json(path / "config.json").get("config")
+    if not isinstance(conf, dict) or conf.get("kind") != KIND:
+        kind = conf.get("kind") if isinstance(conf, dict) else None
+        raise AffordError(f"{path}: not a correspondence checkpoint (kind={kind!r})")
+    if not isinstance(conf.get("experiment"), dict):
+        raise AffordError(
+            f"{path}: no 'experiment' config (a checkpoint of an older afford with flat "
+            "training keys); retrain it with `afford train correspondence`"
+        )
+    return path, {**conf, "experiment": load(CorrExperiment, None, sets, base=conf["experiment"])}
+
+
+def load_trained(
+    checkpoint: str | os.PathLike, device: torch.device | str = "cpu", sets: Iterable[str] = ()
+):
+    """Rebuild (model, dino, clip, functions, config) from a checkpoint folder written by
+    :func:`train` (``<out>/best`` or ``<out>/last``; a run folder means its ``best``).
+
+    ``config`` is the stored checkpoint config (``kind``, ``model``, ``functions``, ``backbone``,
+    ``fit_assets``, ``val_assets``) with ``experiment`` rebuilt as a :class:`CorrExperiment`
+    (``sets``: ``--set`` overrides, see :func:`trained_config`).
+    """
+    path, conf = trained_config(checkpoint, sets)
     ck = load_checkpoint(path, map_location=device)
-    conf = ck["config"]
-    if not isinstance(conf, dict) or conf.get("kind") != "correspondence":
-        raise AffordError(f"{path}: not a correspondence checkpoint (kind={conf.get('kind')!r})")
-    dino, clip = load_encoders(conf["train"], device)
+    dino, clip = load_encoders(conf["experiment"], device)
     if conf["backbone"]["dinov2"] != dino.model_id:
         raise AffordError(
             f"{path}: trained on backbone {conf['backbone']['dinov2']!r} but "
-            f"{dino.model_id!r} was loaded; point dinov2_weights to the same file"
+            f"{dino.model_id!r} was loaded; point backbone.dinov2.weights to the same file "
+            "(--set backbone.dinov2.weights=FILE)"
         )
     model = FunctionalCorrespondenceModel(**conf["model"]).to(device)
     model.load_state_dict(ck["state_dict"])
