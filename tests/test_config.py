@@ -165,3 +165,22 @@ def test_exponent_floats_parse_as_numbers(tmp_path):
     p.write_text("train:\n  lr: 5e-4\n  weight_decay: -2E+1\n")
     assert read_yaml(p) == {"train": {"lr": 5e-4, "weight_decay": -20.0}}
     assert parse_set("a.b=v1e3") == ("a.b", "v1e3")
+
+
+@dataclass
+class _Nets:
+    dino: WeightsSpec = field(default_factory=lambda: WeightsSpec(variant="vits16"))
+
+
+@dataclass
+class _Outer:
+    backbone: _Nets = field(default_factory=_Nets)
+
+
+def test_a_partial_section_keeps_the_fields_own_defaults():
+    assert from_dict(_Outer, {}).backbone.dino.variant == "vits16"
+    cfg = from_dict(_Outer, {"backbone": {"dino": {"weights": "w.pth"}}})
+    assert (cfg.backbone.dino.variant, cfg.backbone.dino.weights) == ("vits16", "w.pth")
+    assert load(_Outer, None, ["backbone.dino.variant=tiny"]).backbone.dino.variant == "tiny"
+    with pytest.raises(ConfigError, match=r"^backbone\.dino\.variant: 3 is not a string"):
+        from_dict(_Outer, {"backbone": {"dino": {"variant": 3}}})

@@ -199,6 +199,14 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
+def _default_section(f: dataclasses.Field, tp: Any) -> Any:
+    """The default instance of a nested-section field (``field(default_factory=...)``), if any:
+    ``WeightsSpec("vits16")`` as a default keeps ``vits16`` when a file sets only ``weights``."""
+    if not dataclasses.is_dataclass(tp) or f.default_factory is dataclasses.MISSING:
+        return None
+    return f.default_factory()
+
+
 def from_dict(cls: type[T], raw: Any, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a plain mapping, strictly (see the module docstring).
 
@@ -216,12 +224,16 @@ def from_dict(cls: type[T], raw: Any, prefix: str = "") -> T:
         key = _join(prefix, str(name))
         if name not in fields:
             raise _unknown_key(cls, key, str(name))
+        default = _default_section(fields[name], hints[name])
+        if default is not None and isinstance(value, dict):
+            value = _merge(to_dict(default), value)  # a partial section keeps the field's defaults
         v = _coerce(hints[name], value, key)
         _check_bounds(fields[name], v, key)
         kwargs[name] = v
-    for name in fields:  # nested sections left out still get validated defaults
+    for name in fields:  # nested sections left out take the field's default section
         if name not in kwargs and dataclasses.is_dataclass(hints[name]):
-            kwargs[name] = from_dict(hints[name], {}, _join(prefix, name))
+            default = _default_section(fields[name], hints[name])
+            kwargs[name] = default if default is not None else from_dict(hints[name], {}, name)
     try:
         obj = cls(**kwargs)
     except ConfigError as e:

@@ -12,7 +12,7 @@ A row has ``name`` and ``features(image, mask, function) -> dict(feat (D,S,S), p
 - ``PartBoxRow``: a row restricted to the functional-part box of a box labeler ("VLM + DINO"):
   label transfer searches only target pixels inside the target box; discovery matches source
   box pixels to target box pixels. Boxes come from a ``BoxLabeler``
-  (``afford.correspondence.pseudolabel``) or from the labeler boxes stored in a dataset; with
+  (``afford.geometry.pseudolabel``) or from the labeler boxes stored in a dataset; with
   :func:`gt_part_masks` the region is the ground-truth functional-part mask instead (an oracle
   diagnostic: "chance in GT part" is what a model scores that finds the part exactly but is
   collapsed inside it, the paper's mode collapse at its best).
