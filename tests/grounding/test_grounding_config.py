@@ -96,7 +96,9 @@ def test_table2_row_on_instance_and_from_dict():
     base = GroundingConfig(class_names=NAMES, feat_dim=96, tau=0.3)
     c = base.table2_row("(c)")
     assert c.tau == 0.3 and c.feat_dim == 96 and c.use_proto and not c.use_pixel
-    d = from_dict(GroundingModelSpec, {"class_names": NAMES, "table2_row": "h", "alpha": 0.5}).build()
+    d = from_dict(
+        GroundingModelSpec, {"class_names": NAMES, "table2_row": "h", "alpha": 0.5}
+    ).build()
     assert d.pixel_part and d.calibration == "none" and d.alpha == 0.5
     with pytest.raises(AffordError, match="unknown row"):
         GroundingConfig.table2_row("j", class_names=NAMES)

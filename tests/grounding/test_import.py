@@ -8,8 +8,8 @@ import torch
 from afford.backbones import load_clip, load_dino
 from afford.data.agd20k import HICO_IIF_CLASSES
 from afford.errors import AffordError
-from afford.grounding.import_ckpt import import_checkpoint, split_released
 from afford.grounding.build import load_trained
+from afford.grounding.import_ckpt import import_checkpoint, split_released
 
 D, C = 96, 10  # tiny DINO width; HICO-IIF has 10 classes
 

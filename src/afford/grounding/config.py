@@ -26,7 +26,7 @@ object level as the selective fallback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from afford.config import (
@@ -243,10 +243,17 @@ class GroundingConfig(GroundingParams):
 @dataclass
 class GroundingModelSpec(GroundingParams):
     """The ``model:`` section of a grounding experiment: :class:`GroundingParams` plus
-    ``table2_row`` (a Table 2 letter whose switches override the section's), and
-    ``class_names`` / ``feat_dim`` / ``num_exo`` left to the data and the DINO backbone."""
+    ``table2_row``, a Table 2 letter giving the switches (method, use_proto, proto_part,
+    use_pixel, pixel_part, calibration) that the section leaves unset (``null``); a switch
+    set in the section wins over the row's.  ``class_names`` / ``feat_dim`` / ``num_exo``
+    are left to the data and the DINO backbone."""
 
-    table2_row: str | None = option(None, help="Table 2 row a..i (its switches win)")
+    table2_row: str | None = option(None, help="Table 2 row a..i: the unset switches")
+    method: Method | None = option(None, help="selective | locate | ce; null: row / selective")
+    use_proto: bool | None = option(None, help="null: the row's / true")
+    proto_part: bool | None = option(None, help="null: the row's / true")
+    use_pixel: bool | None = option(None, help="null: the row's / true")
+    pixel_part: bool | None = option(None, help="null: the row's / true")
     class_names: list[str] | None = option(None, help="default: the dataset's classes")
     feat_dim: int | None = option(None, min=1, help="default: the DINO backbone's width")
     num_exo: int | None = option(None, min=1, help="default: data.num_exo")
@@ -257,14 +264,14 @@ class GroundingModelSpec(GroundingParams):
             table2_switches(self.table2_row, self.mode)
 
     def build(self, **fill: Any) -> GroundingConfig:
-        """The runtime :class:`GroundingConfig`: this section's values (``None`` ones take
-        GroundingConfig's defaults), ``fill`` (e.g. ``class_names``, ``feat_dim``) on top, then
-        the ``table2_row`` switches.  Errors name ``model.<key>``."""
+        """The runtime :class:`GroundingConfig`: the ``table2_row`` switches, this section's
+        values on top (``null`` ones take the row's, else GroundingConfig's defaults), then
+        ``fill`` (e.g. ``class_names``, ``feat_dim``).  Errors name ``model.<key>``."""
         d = {k: v for k, v in to_dict(self).items() if v is not None}
         row = d.pop("table2_row", None)
-        d.update(fill)
         if row is not None:
-            d.update(table2_switches(row, d.get("mode", "paper")))
+            d = {**table2_switches(row, self.mode), **d}
+        d.update(fill)
         return from_dict(GroundingConfig, d, "model")
 
 

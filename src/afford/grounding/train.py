@@ -66,9 +66,7 @@ def param_groups(model: torch.nn.Module, t: GroundingTrain) -> list[dict]:
         key = ("fc" if fc else "base") + ("_bias" if bias else "")
         mult = {"fc": t.fc_lr_mult, "fc_bias": t.fc_bias_lr_mult, "base": 1.0,
                 "base_bias": t.bias_lr_mult}[key]  # fmt: skip
-        groups.setdefault(key, {"params": [], "lr": t.lr * mult, "name": key})["params"].append(
-            p
-        )
+        groups.setdefault(key, {"params": [], "lr": t.lr * mult, "name": key})["params"].append(p)
     return [groups[k] for k in sorted(groups)]
 
 
