@@ -1,4 +1,6 @@
-"""Configuration of the grounding method (selective contrastive learning, LOCATE, CE only).
+"""Configuration of the grounding method (selective contrastive learning, LOCATE, CE only)
+and of a grounding experiment (:class:`GroundingExperiment`: ``data``, ``backbone``, ``model``,
+``train`` sections, read strictly by :func:`afford.config.load`).
 
 Hyper-parameters default to the paper's (Sec. 4): alpha = gamma1 = gamma2 = 0.6, beta = 1,
 tau = 0.5, lambda1 = lambda2 = 1, E = 3, K = 3.
