@@ -8,8 +8,9 @@ One YAML file describes an experiment (``afford/configs/grounding/*.yaml``), rea
                num_exo, preload, augment (false: no crop/flip, DINO outputs memoised per
                image -- fast CPU runs, not the protocol), affinity_batch
     backbone:  dino: {variant, weights}; clip: {variant, weights, normalize}
-    model:     GroundingConfig fields (method, mode, alpha, ...) and table2_row; class_names
-               and feat_dim are filled in from the data and the DINO backbone
+    model:     GroundingConfig fields (method, mode, alpha, ...) and table2_row (its switches
+               fill the ones left unset); class_names and feat_dim are filled in from the
+               data and the DINO backbone
     train:     the shared keys (epochs, lr, weight_decay, seed, device, out, resume, threads,
                progress, grad_clip) and batch_size, optimizer (sgd | adam), momentum,
                nesterov, fc_lr_mult, fc_bias_lr_mult, bias_lr_mult, scheduler (none | step),
