@@ -13,12 +13,23 @@ Prints a markdown table and writes ``benchmarks/results/grounding_cache.json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from afford.config import from_dict
+from afford.data.agd20k import TrainSet, exo_map_names, scan_dataset
+from afford.data.io import write_json
+from afford.grounding.affinity import fill_cache
+from afford.grounding.build import build_clip, build_dino, model_config, open_cache
+from afford.grounding.config import GroundingExperiment
+from afford.grounding.model import GroundingModel
+from afford.grounding.train import build_optimizer, frozen_batch
+from grounding_table2 import ensure_data
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,22 +39,7 @@ def step_seconds(data: Path, affinity: str, args, work: Path) -> tuple[float, fl
 
     A step = draw a batch (crop/flip; cached maps resampled) + frozen DINO (+ CLIP when
     online) + the full model's losses, backward and optimiser step.  One warm-up step."""
-    import itertools
-
-    from afford.data.agd20k import TrainSet, exo_map_names, scan_dataset
-    from afford.grounding.affinity import fill_cache
-    from afford.grounding.model import GroundingModel
-    from afford.grounding.train import (
-        build_clip,
-        build_dino,
-        build_optimizer,
-        frozen_batch,
-        model_config,
-        open_cache,
-        resolve_config,
-    )
-
-    cfg = resolve_config({
+    cfg = from_dict(GroundingExperiment, {
         "data": {"root": str(data / "Unseen"), "affinity": affinity, "cache": str(work / "cache"),
                  "val_fraction": 0.0, "preload": True},
         "backbone": {"dino": {"variant": "tiny"},
@@ -67,7 +63,7 @@ def step_seconds(data: Path, affinity: str, args, work: Path) -> tuple[float, fl
         fill = time.perf_counter() - t0
     ts = TrainSet(ds.train_exo, ds.train_ego, ds.classes, cache, preload=True, with_maps=not online)
     model = GroundingModel(model_config(cfg, ds.classes, dino.feat_dim))
-    opt = build_optimizer(model, cfg)
+    opt = build_optimizer(model, cfg.train)
     batches = itertools.cycle(list(ts.batches(0, args.batch_size)))
 
     def one() -> None:
@@ -102,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results" / "grounding_cache.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(HERE))
-    from grounding_table2 import ensure_data
-
     data = ensure_data(args.data, 8, 12, 4, 128)
     shutil.rmtree(args.work / "cache", ignore_errors=True)
     cached, fill = step_seconds(data, "clip", args, args.work)
@@ -124,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         f"speed-up per step: {rows['speedup']:.2f}x",
     ]
     print("\n".join(lines))
-    from afford.data.io import write_json
-
     write_json(args.out, {"args": {k: str(v) for k, v in vars(args).items()}, **rows,
                           "table": "\n".join(lines)})  # fmt: skip
     return 0

@@ -30,6 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from afford.config import from_dict
+from afford.data.io import write_json
+from afford.grounding.config import GroundingExperiment
+from afford.grounding.evaluate import evaluate
+from afford.grounding.train import train
+from afford.synth.affordance import AffordanceSize, write_affordance_dataset
+
 HERE = Path(__file__).resolve().parent
 # trained configurations (calibration is test-time only, so (h) and (i) share a training run)
 TRAIN = {
@@ -65,8 +72,6 @@ LABELS = {
 
 
 def ensure_data(root: Path, ego: int, exo: int, test: int, size: int) -> Path:
-    from afford.synth.affordance import AffordanceSize, write_affordance_dataset
-
     if not (root / "dataset.json").is_file():
         print(f"writing the synthetic dataset to {root} ...", file=sys.stderr)
         write_affordance_dataset(
@@ -77,11 +82,9 @@ def ensure_data(root: Path, ego: int, exo: int, test: int, size: int) -> Path:
 
 
 def train_one(data: Path, name: str, seed: int, args, work: Path) -> dict:
-    from afford.grounding.train import resolve_config, train
-
     model = dict(TRAIN[name])
     model["mode"] = args.mode
-    cfg = resolve_config({
+    cfg = from_dict(GroundingExperiment, {
         "data": {"root": str(data / args.split), "affinity": "simulated", "val_fraction": 0.1,
                  "preload": True, "augment": args.augment},
         "backbone": {"dino": {"variant": args.dino, "weights": args.dino_weights}, "clip": {"variant": "tiny"}},
@@ -99,8 +102,6 @@ def train_one(data: Path, name: str, seed: int, args, work: Path) -> dict:
 
 
 def eval_one(name: str, seed: int, calibration: str, work: Path) -> dict:
-    from afford.grounding.evaluate import evaluate
-
     ev = evaluate(work / f"{name}_s{seed}", "test", out=work / f"{name}_s{seed}" / f"eval_{calibration}",
                   progress=False, figures=False, device="cpu", calibration=calibration)  # fmt: skip
     return {"kld": ev["kld"], "sim": ev["sim"], "nss": ev["nss"], "n_test": ev["n"]}
@@ -191,8 +192,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['train_seconds']['mean']:.0f} / {s['train_cpu_seconds']['mean']:.0f} |"
         )
     print("\n".join(lines))
-    from afford.data.io import write_json
-
     write_json(args.out, {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                           "summary": summary, "runs": runs, "table": "\n".join(lines)})  # fmt: skip
     return 0

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
+from afford.config import from_dict
 from afford.data.cache import MapCache, file_key
 from afford.data.io import write_image
+from afford.grounding.config import GroundingExperiment
+from afford.grounding.train import train
+from afford.synth.affordance import AffordanceSize, write_affordance_dataset
 
 # affordance -> object -> (n_ego, n_exo, n_test)
 TREE = {
@@ -65,8 +70,6 @@ def synth_tiny(base: Path) -> Path:
 
     Unseen split: train on mug/knife, test on cup/scissors; classes cut_with, drink_with, hold.
     """
-    from afford.synth.affordance import AffordanceSize, write_affordance_dataset
-
     out = base / "synth"
     if not (out / "dataset.json").is_file():
         write_affordance_dataset(
@@ -77,17 +80,15 @@ def synth_tiny(base: Path) -> Path:
     return out
 
 
-def tiny_config(root: Path, out: Path, **train) -> dict:
+def tiny_config(root: Path, out: Path, **train_keys) -> GroundingExperiment:
     """Experiment config: tiny backbones, simulated affinity maps, the full method (every loss
     of Table 2 row (i)) with the released code's soft calibration (the binarised one zeroes
     pixels, which KLD punishes hard on the synthetic GT blobs); un-augmented views with
     memoised DINO outputs for speed (the augmented path runs in test_cli)."""
-    from afford.grounding.train import resolve_config
-
     t = {"epochs": 2, "batch_size": 4, "out": str(out), "progress": False, "optimizer": "adam",
          "lr": 1e-3, "seed": 0}  # fmt: skip
-    t.update(train)
-    return resolve_config({
+    t.update(train_keys)
+    return from_dict(GroundingExperiment, {
         "data": {"root": str(root), "affinity": "simulated", "val_fraction": 0.34,
                  "augment": False},
         "backbone": {"dino": {"variant": "tiny"}, "clip": {"variant": "tiny"}},
@@ -98,10 +99,6 @@ def tiny_config(root: Path, out: Path, **train) -> dict:
 
 def tiny_run(base: Path) -> tuple[Path, dict]:
     """Train the tiny full model once per session -> (run folder, train() result)."""
-    import json
-
-    from afford.grounding.train import train
-
     run = base / "run_tiny"
     res_file = base / "run_tiny_result.json"
     if not res_file.is_file():

@@ -9,12 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from skimage.data import coffee as coffee_image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gtrain_helpers import synth_tiny, tiny_run  # noqa: E402
+from test_import import released_state_dict  # noqa: E402
 
 from afford.cli import main
 from afford.data.io import read_gray, read_image, write_image
+from afford.grounding.infer import ground
+from afford.viz import heatmap_to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +28,6 @@ def base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def coffee(tmp_path_factory):
-    from skimage.data import coffee as coffee_image
-
     p = tmp_path_factory.mktemp("img") / "coffee.png"
     write_image(p, coffee_image())
     return p
@@ -76,9 +78,6 @@ def test_ground_on_coffee(base, coffee, tmp_path):
     overlay = read_image(tmp_path / "heat_overlay.png")
     assert overlay.shape[1] > 2 * img.shape[1]  # image | overlay | affinity side by side
     # the png is the model's calibrated 14x14 heatmap, upsampled to the image and min-max'd
-    from afford.grounding.infer import ground
-    from afford.viz import heatmap_to_uint8
-
     res = ground(coffee, "hold", checkpoint=run, out=tmp_path / "again.png")
     assert res["grid"].shape == (14, 14)
     np.testing.assert_array_equal(heat, heatmap_to_uint8(res["grid"], img.shape[:2]))
@@ -113,8 +112,6 @@ def test_unknown_action_and_missing_checkpoint(base, coffee, tmp_path, capsys, m
 
 
 def test_cli_import_checkpoint(tmp_path, capsys):
-    from test_import import released_state_dict
-
     torch.save(released_state_dict(), tmp_path / "rel.pth")
     code = main(["import-checkpoint", str(tmp_path / "rel.pth"), "--out", str(tmp_path / "ck"),
                  "--dataset", "hico_iif"])  # fmt: skip

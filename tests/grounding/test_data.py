@@ -14,6 +14,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from gtrain_helpers import TREE, folder_id, write_tree  # noqa: E402
 
+from afford.backbones import load_clip, load_dino
 from afford.data.agd20k import (
     HICO_IIF_CLASSES,
     SEEN_CLASSES,
@@ -23,10 +24,12 @@ from afford.data.agd20k import (
     carve_validation,
     scan_dataset,
 )
-from afford.data.cache import MapCache
+from afford.data.cache import MapCache, file_key
 from afford.data.io import write_image
 from afford.data.transforms import CropFlip, interp_matrix
 from afford.errors import AffordError
+from afford.grounding.affinity import cache_model_id, fill_cache, image_affinity, load_image_224
+from afford.grounding.train import frozen_batch
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +221,6 @@ def test_eval_set_and_missing_cache(tree, tmp_path):
 
 # ------------------------------------------------------------------------------ affinity
 def test_fill_cache_matches_direct_clearclip_cosine(tree, tmp_path):
-    from afford.backbones import load_clip
-    from afford.data.cache import file_key
-    from afford.grounding.affinity import cache_model_id, fill_cache, load_image_224
-
     clip = load_clip(variant="tiny")
     data = scan_dataset(tree, "folders", val_fraction=0.0, test=False)
     ego = data.train_ego[:2]
@@ -248,10 +247,6 @@ def test_fill_cache_matches_direct_clearclip_cosine(tree, tmp_path):
 def test_online_affinity_batch_matches_per_image_maps(tree):
     """The no-cache path (CLIP on each augmented view, both prompts from one pass) picks the
     right prompt for each sample: compare with per-image, per-prompt computation."""
-    from afford.backbones import load_clip, load_dino
-    from afford.grounding.affinity import image_affinity
-    from afford.grounding.train import frozen_batch
-
     data = scan_dataset(tree, "folders", val_fraction=0.0, test=False)
     ts = TrainSet(data.train_exo, data.train_ego, data.classes, None, with_maps=False)
     batch = next(ts.batches(0, 3, seed=0))

@@ -3,9 +3,11 @@
 import json
 
 import pytest
+import yaml
 
+from afford.config import from_dict, load, to_dict
 from afford.errors import AffordError
-from afford.grounding.config import GroundingConfig
+from afford.grounding.config import GroundingConfig, GroundingModelSpec
 from afford.grounding.prompts import action_prompt, entity_prompt
 
 NAMES = ["hold", "cut_with", "sit_on"]
@@ -37,8 +39,8 @@ def test_defaults_are_the_papers():
 
 def test_round_trip_json():
     cfg = GroundingConfig(class_names=NAMES, feat_dim=96, mode="official", alpha=0.5)
-    d = json.loads(json.dumps(cfg.to_dict()))
-    back = GroundingConfig.from_dict(d)
+    d = json.loads(json.dumps(to_dict(cfg)))
+    back = from_dict(GroundingConfig, d)
     assert back == cfg
     assert back.saliency_heads == (0, 1, 3)
 
@@ -62,17 +64,18 @@ def test_round_trip_json():
         {"lambda_proto": -1.0},
     ],
 )
-def test_validation_errors(bad):
+def test_validation_errors(bad, tmp_path):
     d = {"class_names": NAMES, **bad}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(d))
     with pytest.raises(AffordError) as ei:
-        GroundingConfig.from_dict(d, source="cfg.yaml")
+        load(GroundingConfig, tmp_path / "cfg.yaml")
     field = next(iter(bad))
     assert "cfg.yaml" in str(ei.value) and field in str(ei.value)
 
 
 def test_unknown_key_is_named():
     with pytest.raises(AffordError, match="lamda_proto"):
-        GroundingConfig.from_dict({"class_names": NAMES, "lamda_proto": 1.0}, source="x.yaml")
+        from_dict(GroundingConfig, {"class_names": NAMES, "lamda_proto": 1.0})
 
 
 @pytest.mark.parametrize("mode", ["paper", "official"])
@@ -93,7 +96,9 @@ def test_table2_row_on_instance_and_from_dict():
     base = GroundingConfig(class_names=NAMES, feat_dim=96, tau=0.3)
     c = base.table2_row("(c)")
     assert c.tau == 0.3 and c.feat_dim == 96 and c.use_proto and not c.use_pixel
-    d = GroundingConfig.from_dict({"class_names": NAMES, "table2_row": "h", "alpha": 0.5})
+    d = from_dict(
+        GroundingModelSpec, {"class_names": NAMES, "table2_row": "h", "alpha": 0.5}
+    ).build()
     assert d.pixel_part and d.calibration == "none" and d.alpha == 0.5
     with pytest.raises(AffordError, match="unknown row"):
         GroundingConfig.table2_row("j", class_names=NAMES)

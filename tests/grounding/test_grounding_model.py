@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from afford.config import replace
 from afford.errors import AffordError
 from afford.grounding.config import TABLE2_ROWS, GroundingConfig
 from afford.grounding.locate import (
@@ -171,7 +172,7 @@ def test_object_level_rows_match_manual_eq2():
 def test_no_reliable_part_falls_back_to_object_level():
     # alpha = 1 with random data: no part is reliable -> row (i) == row (d) numbers
     batch = make_batch()
-    cfg_i = cfg_for("row-h", "paper").replace(alpha=1.0)
+    cfg_i = replace(cfg_for("row-h", "paper"), alpha=1.0)
     model = model_for(cfg_i)
     model.eval()
     out = model.losses(batch, 1)
@@ -184,14 +185,14 @@ def test_fewer_than_k_descriptors_falls_back():
     batch = make_batch()
     batch["exo_action"] = torch.ones_like(batch["exo_action"])  # constant maps ->
     batch["exo_entity"] = torch.ones_like(batch["exo_entity"])  # no descriptors
-    model = model_for(cfg_for("row-i", "paper").replace(alpha=0.0))
+    model = model_for(replace(cfg_for("row-i", "paper"), alpha=0.0))
     out = model.losses(batch, 0)
     assert out["stats"]["part_frac"] == 0.0 and torch.isfinite(out["total"])
 
 
 def test_reliable_part_changes_the_loss():
     batch = make_batch()
-    cfg = cfg_for("row-f", "paper").replace(alpha=0.0)  # every sample with K descriptors
+    cfg = replace(cfg_for("row-f", "paper"), alpha=0.0)  # every sample with K descriptors
     model = model_for(cfg)
     model.eval()
     out = model.losses(batch, 0)
@@ -201,7 +202,7 @@ def test_reliable_part_changes_the_loss():
 
 
 def test_object_fallback_off_without_parts_is_zero_with_graph():
-    cfg = cfg_for("row-i", "paper").replace(alpha=1.0, object_fallback=False)
+    cfg = replace(cfg_for("row-i", "paper"), alpha=1.0, object_fallback=False)
     model = model_for(cfg)
     batch = make_batch()
     batch["ego_action"] = torch.zeros_like(batch["ego_action"])  # nothing above rho: J empty
@@ -233,7 +234,7 @@ def test_official_double_projection_quirk(mode, calls):
 @pytest.mark.parametrize("how", ["binary", "soft", "none"])
 @pytest.mark.parametrize("mode", ["paper", "official"])
 def test_heatmap_calibration(how, mode):
-    cfg = cfg_for("row-i", mode).replace(calibration=how)
+    cfg = replace(cfg_for("row-i", mode), calibration=how)
     model = model_for(cfg).eval()
     batch = make_batch()
     labels = torch.tensor([3, 1, 0, 2])
@@ -285,7 +286,7 @@ def test_locate_losses_by_hand():
 
 
 def test_locate_part_loss_starts_second_epoch():
-    model = model_for(cfg_for("locate", "paper").replace(alpha=0.0))
+    model = model_for(replace(cfg_for("locate", "paper"), alpha=0.0))
     out0 = model.losses(make_batch(), 0)
     out1 = model.losses(make_batch(), 1)
     assert val(out0["locate_part"]) == 0.0 and out0["stats"]["part_frac"] == 0.0

@@ -8,8 +8,8 @@ import torch
 from afford.backbones import load_clip, load_dino
 from afford.data.agd20k import HICO_IIF_CLASSES
 from afford.errors import AffordError
+from afford.grounding.build import load_trained
 from afford.grounding.import_ckpt import import_checkpoint, split_released
-from afford.grounding.train import load_trained
 
 D, C = 96, 10  # tiny DINO width; HICO-IIF has 10 classes
 
@@ -71,7 +71,7 @@ def test_import_released_layout(tmp_path):
     assert model.cfg.class_names == HICO_IIF_CLASSES  # from the classifier width
     assert model.cfg.mode == "official" and model.cfg.calibration == "soft"
     assert model.cfg.method == "selective" and model.cfg.feat_dim == D
-    assert cfg["backbone"]["clip"]["normalize"] == "imagenet"
+    assert cfg.backbone.clip.normalize == "imagenet"
     ours = model.state_dict()
     heads, dino_sd, clip_sd, unknown = split_released(sd)
     assert not unknown and set(ours) == set(heads)

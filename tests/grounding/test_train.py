@@ -14,11 +14,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gtrain_helpers import synth_tiny, tiny_config, tiny_run  # noqa: E402
 
+from afford.config import from_dict, load
 from afford.data.io import read_gray
 from afford.errors import AffordError
-from afford.grounding.config import GroundingConfig
+from afford.grounding.config import GroundingConfig, GroundingExperiment, GroundingTrain
+from afford.grounding.evaluate import evaluate
 from afford.grounding.model import GroundingModel
-from afford.grounding.train import build_optimizer, load_config, param_groups, resolve_config, train
+from afford.grounding.train import build_optimizer, param_groups, train
 from afford.metrics.saliency import resize_bilinear
 
 
@@ -37,8 +39,6 @@ def uniform_kld(gt_png) -> float:
 
 @pytest.mark.slow
 def test_tiny_train_lowers_the_loss_and_beats_uniform(base):
-    from afford.grounding.evaluate import evaluate
-
     run, res = tiny_run(base)
     hist = res["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
@@ -77,16 +77,17 @@ def test_resume_continues_from_last(base, tmp_path):
 @pytest.mark.slow
 def test_select_on_test_is_explicit(base, tmp_path):
     cfg = tiny_config(
-        synth_tiny(base) / "Unseen", tmp_path / "r", epochs=1, max_batches_per_epoch=1
-    )
-    res = train(cfg, select_on_test=True)
+        synth_tiny(base) / "Unseen", tmp_path / "r", epochs=1, max_batches_per_epoch=1,
+        select_on_test=True,
+    )  # fmt: skip
+    res = train(cfg)
     assert res["select"] == "test_kld"
     assert "test_kld" in res["history"][0]["val"]
 
 
 def test_official_param_groups():
     model = GroundingModel(GroundingConfig(class_names=["a", "b"], feat_dim=8))
-    cfg = resolve_config({})
+    cfg = GroundingTrain()
     groups = {g["name"]: g for g in param_groups(model, cfg)}
     names = {n: p for n, p in model.named_parameters()}
     lr = {id(p): g["lr"] for g in groups.values() for p in g["params"]}
@@ -109,11 +110,11 @@ def test_config_errors_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("data:\n  root: x\n  bogus: 1\n")
     with pytest.raises(AffordError, match="bogus"):
-        load_config(p)
+        load(GroundingExperiment, p)
     p.write_text("data:\n  root: x\ntrain:\n  epochs: 3\n")
-    cfg = load_config(p, ["train.epochs=5", "model.table2_row=c"])
-    assert cfg["train"]["epochs"] == 5 and cfg["model"]["table2_row"] == "c"
+    cfg = load(GroundingExperiment, p, ["train.epochs=5", "model.table2_row=c"])
+    assert cfg.train.epochs == 5 and cfg.model.table2_row == "c"
     with pytest.raises(AffordError, match="affinity"):
-        resolve_config({"data": {"affinity": "nope"}})
+        from_dict(GroundingExperiment, {"data": {"affinity": "nope"}})
     with pytest.raises(AffordError, match="not found"):
-        load_config(tmp_path / "missing.yaml")
+        load(GroundingExperiment, tmp_path / "missing.yaml")

@@ -1,31 +1,51 @@
 """Grounding sub-commands: ``afford train grounding``, ``afford eval grounding``,
-``afford ground`` and ``afford import-checkpoint``.  Heavy imports live inside the handlers."""
+``afford ground`` and ``afford import-checkpoint``.  Heavy imports live inside the handlers.
+
+    afford train grounding --config PATH|NAME [--set section.key=value ...] [--print-config]
+                           [--select-on-test] [--out DIR] [--device D] [--no-resume]
+    afford eval grounding --checkpoint RUN [--set section.key=value ...] [--print-config] ...
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+SET_HELP = "override a config value, e.g. --set train.epochs=2 (repeatable; value read as YAML)"
+
 
 def _train(args: argparse.Namespace) -> int:
-    from afford.grounding.train import load_config, train
+    from afford.config import dump_yaml, load, replace
+    from afford.grounding.config import GroundingExperiment
+    from afford.grounding.train import train
 
-    cfg = load_config(args.config, args.set)
-    if args.device:
-        cfg["train"]["device"] = args.device
-    if args.no_resume:
-        cfg["train"]["resume"] = False
-    res = train(cfg, out=args.out, select_on_test=True if args.select_on_test else None)
+    exp = load(GroundingExperiment, args.config, args.set)
+    flags = {"out": args.out, "device": args.device,
+             "resume": False if args.no_resume else None,
+             "select_on_test": True if args.select_on_test else None}  # fmt: skip
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if flags:
+        exp = replace(exp, train=replace(exp.train, **flags))
+    if args.print_config:
+        print(dump_yaml(exp), end="")
+        return 0
+    res = train(exp)
     print(f"trained: {res['out']} (best epoch {res['best_epoch']}, {res['select']}={res['best']})")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from afford.config import dump_yaml
+    from afford.grounding.build import checkpoint_experiment
     from afford.grounding.evaluate import evaluate
 
+    if args.print_config:
+        print(dump_yaml(checkpoint_experiment(args.checkpoint, args.set)[1]), end="")
+        return 0
     res = evaluate(
         args.checkpoint, split=args.split, data_root=args.data, out=args.out,
         device=args.device or "auto", figures=not args.no_figures, calibration=args.calibration,
+        sets=args.set,
     )  # fmt: skip
     print(json.dumps({k: res[k] for k in ("split", "n", "kld", "sim", "nss")}, indent=2))
     return 0
@@ -60,15 +80,20 @@ def register(groups: dict) -> None:
     p = groups["train"].add_parser(
         "grounding", help="train affordance grounding (selective contrastive / LOCATE / CE)"
     )
-    p.add_argument("--config", required=True, help="YAML experiment (configs/grounding/*.yaml)")
+    p.add_argument("--config", required=True, metavar="PATH|NAME",
+                   help="YAML experiment: a file or a shipped name (grounding/synth, "
+                   "grounding/agd20k_seen, ...)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")  # fmt: skip
-    p.add_argument("--out", default=None, help="run folder (default: train.out of the config)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] | mps")
+                   help=SET_HELP)  # fmt: skip
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (YAML) and exit")  # fmt: skip
+    p.add_argument("--out", default=None, help="run folder (= --set train.out=DIR)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] | mps (= train.device)")
     p.add_argument("--select-on-test", action="store_true",
                    help="select the checkpoint on the TEST split (only to compare with the released "
-                   "code; default: the validation split)")  # fmt: skip
-    p.add_argument("--no-resume", action="store_true", help="start over even if <out>/last exists")
+                   "code; default: the validation split; = train.select_on_test)")  # fmt: skip
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if <out>/last exists (= --set train.resume=false)")  # fmt: skip
     p.set_defaults(func=_train)
 
     p = groups["eval"].add_parser("grounding", help="KLD/SIM/NSS of a grounding checkpoint")
@@ -84,6 +109,10 @@ def register(groups: dict) -> None:
         choices=["binary", "soft", "none"],
         help="override the test-time CAM calibration (default: the checkpoint's)",
     )
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change the checkpoint's config, e.g. --set data.root=DIR (repeatable)")  # fmt: skip
+    p.add_argument("--print-config", action="store_true",
+                   help="print the checkpoint's config (with --set applied) and exit")  # fmt: skip
     p.set_defaults(func=_eval)
 
     p = groups["top"].add_parser("ground", help="affordance heatmap of one image for an action")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from afford.data.cache import MapCache, content_key, file_key
 from afford.data.io import read_image
@@ -101,8 +102,6 @@ def fill_cache(
     Images whose maps are all cached are skipped (identical files are computed once).
     Returns the number of images computed.
     """
-    from tqdm.auto import tqdm
-
     todo: dict[str, tuple[Path, set[str]]] = {}
     for path, names in needs.items():
         names = set(names)

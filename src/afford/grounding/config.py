@@ -1,4 +1,6 @@
-"""Configuration of the grounding method (selective contrastive learning, LOCATE, CE only).
+"""Configuration of the grounding method (selective contrastive learning, LOCATE, CE only)
+and of a grounding experiment (:class:`GroundingExperiment`: ``data``, ``backbone``, ``model``,
+``train`` sections, read strictly by :func:`afford.config.load`).
 
 Hyper-parameters default to the paper's (Sec. 4): alpha = gamma1 = gamma2 = 0.6, beta = 1,
 tau = 0.5, lambda1 = lambda2 = 1, E = 3, K = 3.
@@ -26,16 +28,24 @@ object level as the selective fallback.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
-from afford.errors import AffordError
+from afford.config import (
+    ConfigError,
+    Mode,
+    TrainConfig,
+    WeightsSpec,
+    from_dict,
+    option,
+    to_dict,
+)
 
-METHODS = ("selective", "locate", "ce")
-MODES = ("paper", "official")
-CALIBRATIONS = ("binary", "soft", "none")
-SALIENCIES = ("dino", "affinity")
+Method = Literal["selective", "locate", "ce"]
+Calibration = Literal["binary", "soft", "none"]
+Saliency = Literal["dino", "affinity"]
+Dataset = Literal["agd20k_seen", "agd20k_unseen", "hico_iif", "folders"]
+Affinity = Literal["clip", "simulated", "online"]
 
 # letter -> (use_proto, proto_part, use_pixel, pixel_part, calibrated)
 TABLE2_ROWS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
@@ -49,6 +59,28 @@ TABLE2_ROWS: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     "h": (True, True, True, True, False),
     "i": (True, True, True, True, True),
 }
+
+
+def table2_switches(letter: str, mode: str) -> dict[str, Any]:
+    """The switches of row ``letter`` ("a".."i", "(c)" too) of the paper's Table 2 in ``mode``.
+
+    Rows (a)/(b) are the classification-only baseline (``method="ce"``), the others
+    ``method="selective"``; "Cali." selects the mode's calibration ("binary" paper, "soft"
+    official), else "none"."""
+    key = str(letter).strip().lower().strip("()")
+    if key not in TABLE2_ROWS:
+        raise ConfigError(
+            "table2_row", f"unknown row {letter!r}; rows are {', '.join(sorted(TABLE2_ROWS))}"
+        )
+    use_proto, proto_part, use_pixel, pixel_part, cali = TABLE2_ROWS[key]
+    return {
+        "method": "selective" if (use_proto or use_pixel) else "ce",
+        "use_proto": use_proto,
+        "proto_part": proto_part,
+        "use_pixel": use_pixel,
+        "pixel_part": pixel_part,
+        "calibration": ("soft" if mode == "official" else "binary") if cali else "none",
+    }
 
 
 class _HybridMethod:
@@ -67,8 +99,55 @@ class _HybridMethod:
         return bound
 
 
+# ------------------------------------------------------------------------ hyper-parameters
 @dataclass
-class GroundingConfig:
+class GroundingParams:
+    """Every switch and hyper-parameter of the grounding method, with its type and bounds.
+
+    Shared by the runtime :class:`GroundingConfig` and the YAML ``model:`` section
+    (:class:`GroundingModelSpec`); see :class:`GroundingConfig` for the meaning of each.
+    """
+
+    method: Method = option("selective", help="selective (paper) | locate | ce")
+    mode: Mode = option("paper", help="paper (equations) | official (released code)")
+    class_names: list[str] = option(factory=list, help="affordance names, label order")
+    feat_dim: int = option(384, min=1, help="D of the frozen DINO keys")
+    alpha: float = option(0.6, min=0, max=1, help="pIoU threshold of a reliable exo part")
+    gamma1: float = option(0.6, min=0, max=1, help="exo mask threshold for K-means")
+    gamma2: float = option(0.6, min=0, max=1, help="min-max(S_ego) threshold (Eq. 7)")
+    beta: float = option(1.0, min=0, help="negative prototype bias (Eq. 1)")
+    tau: float = option(0.5, min=0, min_exclusive=True, help="temperature (Eq. 3, 8)")
+    base_tau: float = option(0.07, min=0, min_exclusive=True, help="official loss scale")
+    lambda_proto: float = option(1.0, min=0, help="lambda1")
+    lambda_pixel: float = option(1.0, min=0, help="lambda2")
+    num_exo: int = option(3, min=1, help="E, exocentric images per sample")
+    k: int = option(3, min=1, help="K of K-means")
+    kmeans_iters: int = option(300, min=1, help="max Lloyd iterations")
+    kmeans_seed: int = option(0, min=0, help="seed of the K-means initialisation")
+    use_proto: bool = option(True, help="prototype loss (Eq. 3-5)")
+    proto_part: bool = option(True, help="part-level prototypes (else object level)")
+    use_pixel: bool = option(True, help="pixel loss (Eq. 8)")
+    pixel_part: bool = option(True, help="part-level Q+ via rho (else gamma2 only)")
+    object_fallback: bool = option(True, help="object-level clues without a reliable part")
+    calibration: Calibration | None = option(None, help="binary | soft | none; null: mode's")
+    part_saliency: Saliency = option("dino", help="dino (CLS attention) | affinity (S_ego)")
+    saliency_heads: tuple[int, ...] = option((0, 1, 3), help="DINO heads of the saliency")
+    cam_start_epoch: int = option(1, min=0, help="first epoch of the exo CAM in part masks")
+    locate_weight: float = option(1.0, min=0, help="LOCATE part distillation weight")
+    locate_margin: float = option(0.5, min=0, help="LOCATE distillation margin")
+    locate_conc_weight: float = option(0.07, min=0, help="LOCATE concentration weight")
+    locate_start_epoch: int = option(1, min=0, help="LOCATE first epoch of distillation")
+
+    def __post_init__(self) -> None:
+        heads = self.saliency_heads
+        if not heads or any(h < 0 for h in heads):
+            raise ConfigError(
+                "saliency_heads", f"must be a non-empty list of head indices, got {heads!r}"
+            )
+
+
+@dataclass
+class GroundingConfig(GroundingParams):
     """All switches and hyper-parameters of :class:`afford.grounding.model.GroundingModel`.
 
     Attributes:
@@ -101,37 +180,11 @@ class GroundingConfig:
             exo CAM (relu(A_exo) * relu(CAM)); before it A_exo alone (LOCATE: exo CAM).
         locate_weight, locate_margin, locate_conc_weight, locate_start_epoch: LOCATE
             part-distillation weight and margin, concentration weight, first epoch.
-    """
 
-    method: str = "selective"
-    mode: str = "paper"
-    class_names: list[str] = field(default_factory=list)
-    feat_dim: int = 384
-    alpha: float = 0.6
-    gamma1: float = 0.6
-    gamma2: float = 0.6
-    beta: float = 1.0
-    tau: float = 0.5
-    base_tau: float = 0.07
-    lambda_proto: float = 1.0
-    lambda_pixel: float = 1.0
-    num_exo: int = 3
-    k: int = 3
-    kmeans_iters: int = 300
-    kmeans_seed: int = 0
-    use_proto: bool = True
-    proto_part: bool = True
-    use_pixel: bool = True
-    pixel_part: bool = True
-    object_fallback: bool = True
-    calibration: str | None = None
-    part_saliency: str = "dino"
-    saliency_heads: tuple[int, ...] = (0, 1, 3)
-    cam_start_epoch: int = 1
-    locate_weight: float = 1.0
-    locate_margin: float = 0.5
-    locate_conc_weight: float = 0.07
-    locate_start_epoch: int = 1
+    Build it from a plain mapping with :func:`afford.config.from_dict` (strict: unknown keys,
+    wrong types and out-of-range values are one-line :class:`~afford.config.ConfigError`
+    naming the field); serialise with :func:`afford.config.to_dict`.
+    """
 
     def __post_init__(self) -> None:
         if self.calibration is None:
@@ -147,63 +200,19 @@ class GroundingConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Raise :class:`AffordError` naming the first bad field and the fix."""
+        """Raise :class:`~afford.config.ConfigError` naming the first bad field.
 
-        def bad(name: str, msg: str) -> AffordError:
-            return AffordError(f"GroundingConfig.{name}: {msg}")
-
-        if self.method not in METHODS:
-            raise bad("method", f"{self.method!r} is not one of {list(METHODS)}")
-        if self.mode not in MODES:
-            raise bad("mode", f"{self.mode!r} is not one of {list(MODES)}")
-        if self.calibration not in CALIBRATIONS:
-            raise bad("calibration", f"{self.calibration!r} is not one of {list(CALIBRATIONS)}")
-        if self.part_saliency not in SALIENCIES:
-            raise bad("part_saliency", f"{self.part_saliency!r} is not one of {list(SALIENCIES)}")
-        if not isinstance(self.class_names, list) or not self.class_names:
-            raise bad("class_names", "must be a non-empty list of affordance names")
-        if not all(isinstance(c, str) and c for c in self.class_names):
-            raise bad("class_names", "every entry must be a non-empty string")
-        if len(set(self.class_names)) != len(self.class_names):
-            dup = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
-            raise bad("class_names", f"duplicate names {dup}")
-        for name in ("feat_dim", "num_exo", "k", "kmeans_iters"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise bad(name, f"must be a positive integer, got {v!r}")
-        for name in ("alpha", "gamma1", "gamma2"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise bad(name, f"must be a number in [0, 1], got {v!r}")
-        for name in ("tau", "base_tau"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise bad(name, f"must be a positive number, got {v!r}")
-        for name in (
-            "beta",
-            "lambda_proto",
-            "lambda_pixel",
-            "locate_weight",
-            "locate_margin",
-            "locate_conc_weight",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise bad(name, f"must be a non-negative number, got {v!r}")
-        for name in ("kmeans_seed", "cam_start_epoch", "locate_start_epoch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise bad(name, f"must be a non-negative integer, got {v!r}")
-        for name in ("use_proto", "proto_part", "use_pixel", "pixel_part", "object_fallback"):
-            if not isinstance(getattr(self, name), bool):
-                raise bad(name, f"must be true or false, got {getattr(self, name)!r}")
-        heads = self.saliency_heads
-        if (
-            not isinstance(heads, tuple)
-            or not heads
-            or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in heads)
-        ):
-            raise bad("saliency_heads", f"must be a non-empty list of head indices, got {heads!r}")
+        Types, choices and bounds are the config system's (checked on a copy, so a config
+        built in Python is held to the same rules as a YAML file); then the class list."""
+        from_dict(GroundingParams, {f.name: getattr(self, f.name) for f in fields(GroundingParams)})
+        names = self.class_names
+        if not names:
+            raise ConfigError("class_names", "must be a non-empty list of affordance names")
+        if not all(names):
+            raise ConfigError("class_names", "every entry must be a non-empty string")
+        if len(set(names)) != len(names):
+            dup = sorted({c for c in names if names.count(c) > 1})
+            raise ConfigError("class_names", f"duplicate names {dup}")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -216,45 +225,6 @@ class GroundingConfig:
         """True in ``mode="official"``."""
         return self.mode == "official"
 
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, not tuples); ``from_dict(to_dict())`` round-trips."""
-        d = dataclasses.asdict(self)
-        d["saliency_heads"] = list(self.saliency_heads)
-        d["class_names"] = list(self.class_names)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config") -> GroundingConfig:
-        """Build from a dict (e.g. the ``model:`` section of a YAML file).
-
-        Unknown keys raise :class:`AffordError` naming ``source`` and listing the known keys.
-        A ``table2_row: <letter>`` key applies that row's switches first; the other keys
-        then override it.
-        """
-        if not isinstance(d, dict):
-            raise AffordError(f"{source}: grounding config must be a mapping, got {type(d)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = dict(d)
-        row = d.pop("table2_row", None)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise AffordError(
-                f"{source}: unknown grounding config keys {unknown}; known keys: {sorted(known)}"
-            )
-        try:
-            if row is not None:
-                return cls.table2_row(str(row), **d)
-            return cls(**d)
-        except AffordError as e:
-            raise AffordError(f"{source}: {e}") from None
-        except TypeError as e:  # pragma: no cover - defensive
-            raise AffordError(f"{source}: bad grounding config: {e}") from None
-
-    def replace(self, **changes: Any) -> GroundingConfig:
-        """Copy with some fields changed (validated)."""
-        return dataclasses.replace(self, **changes)
-
     # ------------------------------------------------------------------ Table 2
     @_HybridMethod
     def table2_row(cls, base, letter: str, **overrides: Any) -> GroundingConfig:  # noqa: N805
@@ -262,25 +232,125 @@ class GroundingConfig:
 
         Called on the class (``GroundingConfig.table2_row("i", class_names=[...])``) the other
         fields take their defaults plus ``overrides``; called on an instance
-        (``cfg.table2_row("c")``) they are copied from that instance. Rows (a)/(b) are the
-        classification-only baseline (``method="ce"``); the others ``method="selective"``.
-        "Cali." selects the mode's calibration ("binary" paper, "soft" official), else "none".
+        (``cfg.table2_row("c")``) they are copied from that instance. The row's switches
+        (:func:`table2_switches`) take precedence over ``overrides``.
         """
-        key = str(letter).strip().lower().strip("()")
-        if key not in TABLE2_ROWS:
-            raise AffordError(
-                f"table2_row: unknown row {letter!r}; rows are {', '.join(sorted(TABLE2_ROWS))}"
-            )
-        use_proto, proto_part, use_pixel, pixel_part, cali = TABLE2_ROWS[key]
-        d: dict[str, Any] = base.to_dict() if base is not None else {}
+        d: dict[str, Any] = to_dict(base) if base is not None else {}
         d.update(overrides)
-        mode = d.get("mode", "paper")
-        d.update(
-            method="selective" if (use_proto or use_pixel) else "ce",
-            use_proto=use_proto,
-            proto_part=proto_part,
-            use_pixel=use_pixel,
-            pixel_part=pixel_part,
-            calibration=("soft" if mode == "official" else "binary") if cali else "none",
-        )
-        return cls(**d)
+        d.update(table2_switches(letter, d.get("mode", "paper")))
+        return from_dict(cls, d)
+
+
+# ------------------------------------------------------------------------ the experiment
+@dataclass
+class GroundingModelSpec(GroundingParams):
+    """The ``model:`` section of a grounding experiment: :class:`GroundingParams` plus
+    ``table2_row``, a Table 2 letter giving the switches (method, use_proto, proto_part,
+    use_pixel, pixel_part, calibration) that the section leaves unset (``null``); a switch
+    set in the section wins over the row's.  ``class_names`` / ``feat_dim`` / ``num_exo``
+    are left to the data and the DINO backbone."""
+
+    table2_row: str | None = option(None, help="Table 2 row a..i: the unset switches")
+    method: Method | None = option(None, help="selective | locate | ce; null: row / selective")
+    use_proto: bool | None = option(None, help="null: the row's / true")
+    proto_part: bool | None = option(None, help="null: the row's / true")
+    use_pixel: bool | None = option(None, help="null: the row's / true")
+    pixel_part: bool | None = option(None, help="null: the row's / true")
+    class_names: list[str] | None = option(None, help="default: the dataset's classes")
+    feat_dim: int | None = option(None, min=1, help="default: the DINO backbone's width")
+    num_exo: int | None = option(None, min=1, help="default: data.num_exo")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.table2_row is not None:
+            table2_switches(self.table2_row, self.mode)
+
+    def build(self, **fill: Any) -> GroundingConfig:
+        """The runtime :class:`GroundingConfig`: the ``table2_row`` switches, this section's
+        values on top (``null`` ones take the row's, else GroundingConfig's defaults), then
+        ``fill`` (e.g. ``class_names``, ``feat_dim``).  Errors name ``model.<key>``."""
+        d = {k: v for k, v in to_dict(self).items() if v is not None}
+        row = d.pop("table2_row", None)
+        if row is not None:
+            d = {**table2_switches(row, self.mode), **d}
+        d.update(fill)
+        return from_dict(GroundingConfig, d, "model")
+
+
+@dataclass
+class GroundingData:
+    """``data:``: the dataset tree, its affinity maps and the views."""
+
+    dataset: Dataset = option("folders", help="agd20k_seen | agd20k_unseen | hico_iif | folders")
+    root: str | None = option(None, help="dataset folder (<root>/{trainset,testset})")
+    cache: str | None = option(None, help="map cache; default <root>/cache or <root>/../cache")
+    affinity: Affinity = option("clip", help="clip (cached) | simulated | online (per step)")
+    val_fraction: float = option(0.1, min=0, max=1, help="validation split of trainset")
+    val_seed: int = option(0, min=0, help="seed of the validation split")
+    resize: int = option(256, min=1, help="resize before the crop")
+    crop: int = option(224, min=1, help="crop size")
+    num_exo: int = option(3, min=1, help="E, exocentric images per sample")
+    preload: bool = option(False, help="decode every image once into memory")
+    augment: bool = option(True, help="crop/flip; false: DINO outputs memoised (fast CPU)")
+    affinity_batch: int = option(16, min=1, help="batch size of the CLIP cache fill")
+
+    def __post_init__(self) -> None:
+        if self.affinity == "online" and not self.augment:
+            raise ConfigError("affinity", "'online' needs data.augment: true")
+
+
+@dataclass
+class DinoSpec(WeightsSpec):
+    """``backbone.dino``: the frozen DINO (ViT-S/16 as in the paper)."""
+
+    variant: str = option("vits16", help="vits16 | tiny | tiny-synth")
+
+
+@dataclass
+class ClipSpec(WeightsSpec):
+    """``backbone.clip``: the frozen CLIP (ViT-B/16) and its input normalisation."""
+
+    variant: str = option("vitb16", help="vitb16 | tiny")
+    normalize: Literal["clip", "imagenet"] | None = option(
+        None, help="null: imagenet in official mode (released code), else clip"
+    )
+
+
+@dataclass
+class GroundingBackbones:
+    """``backbone:``: the two frozen encoders."""
+
+    dino: DinoSpec = option(factory=DinoSpec)
+    clip: ClipSpec = option(factory=ClipSpec)
+
+
+@dataclass
+class GroundingTrain(TrainConfig):
+    """``train:``: the shared keys (grounding's defaults) and the released optimiser."""
+
+    batch_size: int = option(8, min=1, help="samples per step")
+    weight_decay: float = option(5e-4, min=0, help="weight decay")
+    out: str = option("runs/grounding", help="run folder")
+    optimizer: Literal["sgd", "adam"] = option("sgd", help="sgd (released) | adam")
+    momentum: float = option(0.9, min=0, max=1, help="SGD momentum")
+    nesterov: bool = option(True, help="SGD Nesterov momentum")
+    fc_lr_mult: float = option(10.0, min=0, help='lr multiplier of "fc" weights')
+    fc_bias_lr_mult: float = option(20.0, min=0, help='lr multiplier of "fc" biases')
+    bias_lr_mult: float = option(2.0, min=0, help="lr multiplier of the other biases")
+    scheduler: Literal["none", "step"] = option("none", help="none | step (StepLR)")
+    step_size: int = option(5, min=1, help="StepLR period in epochs")
+    gamma: float = option(0.1, min=0, min_exclusive=True, help="StepLR factor")
+    select_on_test: bool = option(False, help="select on TEST (only to compare with release)")
+    max_batches_per_epoch: int | None = option(None, min=1, help="cap on steps per epoch")
+    eval_batch_size: int = option(16, min=1, help="batch size of validation")
+
+
+@dataclass
+class GroundingExperiment:
+    """One grounding experiment (``afford train grounding --config``): build it with
+    :func:`afford.config.load` (YAML + ``--set``) or :func:`afford.config.from_dict`."""
+
+    data: GroundingData = option(factory=GroundingData)
+    backbone: GroundingBackbones = option(factory=GroundingBackbones)
+    model: GroundingModelSpec = option(factory=GroundingModelSpec)
+    train: GroundingTrain = option(factory=GroundingTrain)

@@ -15,14 +15,23 @@ overlays for the first test image of each affordance).  Metrics follow REFERENCE
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from afford.data.io import write_json
+from afford.config import replace
+from afford.data.agd20k import EvalSet, ego_map_names, scan_dataset
+from afford.data.io import write_image, write_json
+from afford.engine import resolve_device
 from afford.errors import AffordError
+from afford.grounding.affinity import fill_cache
+from afford.grounding.build import build_clip, load_trained, open_cache, resolve_checkpoint
+from afford.grounding.train import predict, score_split
+from afford.metrics.saliency import aggregate
+from afford.viz import image_grid, new_figure, overlay_heatmap, save_figure
 
 
 def evaluate(
@@ -31,10 +40,11 @@ def evaluate(
     data_root: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     device: str = "auto",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     figures: bool = True,
     progress: bool = True,
     calibration: str | None = None,
+    sets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Evaluate a grounding checkpoint on ``split`` ("test" or "val"); returns the results dict.
 
@@ -42,36 +52,29 @@ def evaluate(
         checkpoint: checkpoint folder or training run folder (uses ``best/``).
         data_root: dataset folder (default: the one the checkpoint was trained on).
         out: output folder (default ``<checkpoint>/eval_<split>``).
+        batch_size: images per forward pass (default ``train.eval_batch_size``).
         calibration: override the checkpoint's test-time calibration ("binary" | "soft" |
             "none"); calibration does not change training, so e.g. Table 2 rows (h) and (i)
             share one trained model.
+        sets: ``--set key=value`` changes of the checkpoint's experiment (e.g.
+            ``data.root=DIR``, ``model.calibration=soft``).
     """
-    from afford.data.agd20k import EvalSet, ego_map_names, scan_dataset
-    from afford.engine import resolve_device
-    from afford.grounding.train import (
-        load_trained,
-        open_cache,
-        resolve_checkpoint,
-        score_split,
-    )
-    from afford.metrics.saliency import aggregate
-
     if split not in ("test", "val"):
         raise AffordError(f"--split must be 'test' or 'val', got {split!r}")
     ckpt_dir = resolve_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model, cfg, dino, _ = load_trained(ckpt_dir, dev)
+    model, exp, dino, _ = load_trained(ckpt_dir, dev, sets=sets)
     if calibration is not None:
-        model.cfg = model.cfg.replace(calibration=calibration)
-    dcfg = cfg["data"]
-    root = data_root if data_root is not None else dcfg.get("root")
+        model.cfg = replace(model.cfg, calibration=calibration)
+    if exp.data.affinity == "online":  # the maps of un-augmented test images are cached
+        exp = replace(exp, data=replace(exp.data, affinity="clip"))
+    dcfg = exp.data
+    root = data_root if data_root is not None else dcfg.root
     if root is None:
         raise AffordError(f"{ckpt_dir}: the checkpoint names no dataset folder; pass --data DIR")
-    if dcfg["affinity"] == "online":
-        dcfg["affinity"] = "clip"
     data = scan_dataset(
-        root, dcfg["dataset"], train=split == "val", test=split == "test",
-        val_fraction=float(dcfg["val_fraction"]), val_seed=int(dcfg["val_seed"]),
+        root, dcfg.dataset, train=split == "val", test=split == "test",
+        val_fraction=dcfg.val_fraction, val_seed=dcfg.val_seed,
     )  # fmt: skip
     if data.classes != model.cfg.class_names:
         raise AffordError(
@@ -86,19 +89,15 @@ def evaluate(
             f"{data.root}: the {split} split has images without GT maps; KLD/SIM/NSS need GT "
             "(the val split has GT only when trainset/GT exists)"
         )
-    clip = None
-    if dcfg["affinity"] == "clip":
-        from afford.grounding.affinity import fill_cache
-        from afford.grounding.train import build_clip
-
-        clip = build_clip(cfg, dev)
-    cache = open_cache(cfg, data.root, clip)
+    clip = build_clip(exp, dev) if dcfg.affinity == "clip" else None
+    cache = open_cache(exp, data.root, clip)
     if clip is not None:
         fill_cache(
             {r.path: ego_map_names(r.affordance) for r in records}, clip, cache, progress=progress
         )
     evalset = EvalSet(records, data.classes, cache)
-    rows = score_split(model, dino, evalset, batch_size=batch_size, progress=progress)
+    bs = batch_size if batch_size is not None else exp.train.eval_batch_size
+    rows = score_split(model, dino, evalset, batch_size=bs, progress=progress)
     agg = aggregate(
         [{k: r[k] for k in ("kld", "sim", "nss")} for r in rows],
         groups=[r["affordance"] for r in rows],
@@ -106,7 +105,7 @@ def evaluate(
     results = {
         "split": split,
         "checkpoint": str(ckpt_dir),
-        "dataset": dcfg["dataset"],
+        "dataset": dcfg.dataset,
         "root": str(data.root),
         "n": agg["n"],
         "kld": agg["kld"],
@@ -130,9 +129,6 @@ def evaluate(
 
 
 def _figures(out_dir: Path, results: dict, model, dino, evalset) -> None:
-    from afford.grounding.train import predict
-    from afford.viz import image_grid, new_figure, overlay_heatmap, save_figure
-
     per = results["per_affordance"]
     names = sorted(per)
     fig = new_figure(max(4.0, 0.35 * len(names) + 1.5), 3.2)
@@ -160,7 +156,4 @@ def _figures(out_dir: Path, results: dict, model, dino, evalset) -> None:
         gt = it["gt"].numpy()
         tiles += [img, overlay_heatmap(img, gt), overlay_heatmap(img, heat.float().cpu().numpy())]
         titles += [aff, "GT", "prediction"]
-    save_figure_grid = image_grid(tiles, ncols=3, titles=titles)
-    from afford.data.io import write_image
-
-    write_image(out_dir / "examples.png", save_figure_grid)
+    write_image(out_dir / "examples.png", image_grid(tiles, ncols=3, titles=titles))

@@ -20,14 +20,19 @@ when omitted, from the classifier width (36 Seen, 25 Unseen, 10 HICO-IIF).
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
+from afford.config import from_dict, to_dict
+from afford.data.agd20k import DATASETS
 from afford.data.io import atomic_path
+from afford.engine import save_checkpoint
 from afford.errors import AffordError
+from afford.grounding.config import GroundingConfig, GroundingExperiment
+from afford.grounding.model import GroundingModel
 
 HEAD_PREFIXES = (
     "aff_proj.",
@@ -106,14 +111,6 @@ def import_checkpoint(
     Returns:
         ``out``.
     """
-    from safetensors.torch import save_file
-
-    from afford.data.agd20k import DATASETS
-    from afford.engine import save_checkpoint
-    from afford.grounding.config import GroundingConfig
-    from afford.grounding.model import GroundingModel
-    from afford.grounding.train import DEFAULTS
-
     src, out = Path(src), Path(out)
     heads, dino, clip, unknown = split_released(read_released(src))
     if unknown:
@@ -139,7 +136,10 @@ def import_checkpoint(
             f"{src}: the classifier has {n_cls} classes but {len(classes)} names were given"
         )
     method = "selective" if "K_contrast_projection.weight" in heads else "locate"
-    gcfg = GroundingConfig(method=method, mode=mode, class_names=list(classes), feat_dim=feat_dim)
+    gcfg = from_dict(
+        GroundingConfig,
+        {"method": method, "mode": mode, "class_names": list(classes), "feat_dim": feat_dim},
+    )
     model = GroundingModel(gcfg)
     want = model.state_dict()
     missing = sorted(set(want) - set(heads))
@@ -158,29 +158,25 @@ def import_checkpoint(
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AffordError(f"{out}: already exists and is not empty; choose another --out")
-    backbone = copy.deepcopy(DEFAULTS["backbone"])
-    backbone["clip"]["normalize"] = "imagenet" if mode == "official" else "clip"
+    backbone: dict = {"clip": {"normalize": "imagenet" if mode == "official" else "clip"}}
     files: dict[str, dict[str, torch.Tensor]] = {}
     if dino:
         files["dino.safetensors"] = dino
         width = int(dino["cls_token"].shape[-1]) if "cls_token" in dino else feat_dim
         backbone["dino"] = {"variant": _variant("dino", width), "weights": "dino.safetensors"}
     elif dino_weights:
-        backbone["dino"]["weights"] = str(dino_weights)
+        backbone["dino"] = {"weights": str(dino_weights)}
     if clip:
         files["clip.safetensors"] = clip
         width = int(clip["visual.conv1.weight"].shape[0]) if "visual.conv1.weight" in clip else 768
         backbone["clip"].update(variant=_variant("clip", width), weights="clip.safetensors")
     elif clip_weights:
         backbone["clip"]["weights"] = str(clip_weights)
-    data_cfg = copy.deepcopy(DEFAULTS["data"])
-    data_cfg["dataset"] = dataset or "folders"
-    config = {
-        "data": data_cfg,
-        "backbone": backbone,
-        "model": gcfg.to_dict(),
-        "train": copy.deepcopy(DEFAULTS["train"]),
-    }
+    exp = from_dict(
+        GroundingExperiment,
+        {"data": {"dataset": dataset or "folders"}, "backbone": backbone, "model": to_dict(gcfg)},
+    )
+    config = to_dict(exp)
     save_checkpoint(out, model, config, extra={"imported_from": str(src), "method": method})
     for name, tensors in files.items():
         with atomic_path(out / name) as tmp:

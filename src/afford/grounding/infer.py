@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from afford.data.io import read_image, write_image
+from afford.data.transforms import CropFlip
+from afford.engine import resolve_device
 from afford.errors import AffordError
+from afford.grounding.affinity import image_affinity
+from afford.grounding.build import build_clip, load_trained
+from afford.grounding.prompts import action_prompt
+from afford.viz import heatmap_to_uint8, image_grid, overlay_heatmap
 
 ENV_CHECKPOINT = "AFFORD_GROUNDING_CHECKPOINT"
 
@@ -54,13 +61,6 @@ def ground(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Heatmap of ``action`` on ``image``; returns {"heatmap", "overlay", "grid" (h,w) array}."""
-    from afford.data.io import read_image, write_image
-    from afford.data.transforms import CropFlip
-    from afford.engine import resolve_device
-    from afford.grounding.affinity import image_affinity
-    from afford.grounding.prompts import action_prompt
-    from afford.grounding.train import load_trained
-    from afford.viz import heatmap_to_uint8, image_grid, overlay_heatmap
 
     if checkpoint is None:
         checkpoint = default_checkpoint()
@@ -76,11 +76,9 @@ def ground(
         raise AffordError(f"--out {out}: the heatmap is written as a .png")
     img = read_image(image)
     dev = resolve_device(device)
-    model, cfg, dino, clip = load_trained(checkpoint, dev, with_clip=False)
-    label = check_action(action, model.cfg.class_names)
-    from afford.grounding.train import build_clip
-
-    clip = build_clip(cfg, dev)
+    model, exp, dino, _ = load_trained(checkpoint, dev)
+    label = check_action(action, model.cfg.class_names)  # before loading CLIP
+    clip = build_clip(exp, dev)
     x = CropFlip.resize_only(224).apply_image(
         torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
     )[None]

@@ -12,12 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from afford.config import MODES
 from afford.errors import AffordError
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in ("paper", "official"):
-        raise AffordError(f"mode must be 'paper' or 'official', got {mode!r}")
+    if mode not in MODES:
+        raise AffordError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def _zero(*ts: Tensor) -> Tensor:
