@@ -1,7 +1,10 @@
-"""`afford demo --quick` end to end, its report, data reuse, and failure behaviour."""
+"""`afford demo --quick` end to end, its report and headline, data reuse, and failure
+behaviour."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -13,6 +16,7 @@ import pytest
 
 import afford.demo as demo
 from afford.cli import main
+from afford.demo import report, stages
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +36,10 @@ SECTIONS = (
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    code = main(["demo", "--quick", "--out", str(out), "--device", "cpu"])
-    return code, out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    return code, out, printed.getvalue()
 
 
 def _finite01(x) -> bool:
@@ -41,7 +47,7 @@ def _finite01(x) -> bool:
 
 
 def test_quick_demo_writes_complete_report(quick_run):
-    code, out = quick_run
+    code, out, _ = quick_run
     assert code == 0
     for name in ("report.md", "report.html", "results.json"):
         assert (out / name).is_file(), name
@@ -72,7 +78,7 @@ def test_quick_demo_writes_complete_report(quick_run):
 
 
 def test_report_sections_numbers_and_figures(quick_run):
-    _, out = quick_run
+    _, out, _ = quick_run
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     r = json.loads((out / "results.json").read_text())
@@ -105,7 +111,7 @@ def test_report_sections_numbers_and_figures(quick_run):
 
 
 def test_printed_command_reproduces_a_number(quick_run, tmp_path):
-    _, out = quick_run
+    _, out, _ = quick_run
     r = json.loads((out / "results.json").read_text())
     cmd = next(
         c["command"] for c in r["commands"] if c["purpose"].startswith("evaluate grounding-ce")
@@ -131,17 +137,17 @@ def test_printed_command_reproduces_a_number(quick_run, tmp_path):
 
 
 def test_dataset_reuse_is_decided_by_the_manifest(quick_run):
-    _, out = quick_run
-    same = demo.Demo(out, quick=True, seed=0)
+    _, out, _ = quick_run
+    same = stages.Demo(out, quick=True, seed=0)
     assert same._aff_unchanged() and same._corr_unchanged()
-    other_seed = demo.Demo(out, quick=True, seed=1)
+    other_seed = stages.Demo(out, quick=True, seed=1)
     assert not other_seed._aff_unchanged() and not other_seed._corr_unchanged()
-    bigger = demo.Demo(out, quick=False, seed=0)
+    bigger = stages.Demo(out, quick=False, seed=0)
     assert not bigger._aff_unchanged() and not bigger._corr_unchanged()
 
 
 def test_failing_stage_exits_nonzero_and_leaves_no_report(quick_run, tmp_path, monkeypatch, capsys):
-    _, done = quick_run
+    _, done, _ = quick_run
     out = tmp_path / "copy"
     shutil.copytree(done, out)  # a previous successful run: its report must not survive
     assert (out / "report.md").is_file()
@@ -149,7 +155,7 @@ def test_failing_stage_exits_nonzero_and_leaves_no_report(quick_run, tmp_path, m
     def boom(self):
         raise RuntimeError("simulated failure")
 
-    monkeypatch.setattr(demo.Demo, "stage_data", boom)
+    monkeypatch.setattr(stages.Demo, "stage_data", boom)
     code = main(["demo", "--quick", "--out", str(out), "--device", "cpu"])
     assert code != 0
     err = capsys.readouterr().err
@@ -159,21 +165,19 @@ def test_failing_stage_exits_nonzero_and_leaves_no_report(quick_run, tmp_path, m
 
 
 def test_report_files_appear_together_or_not_at_all(tmp_path, monkeypatch):
-    import afford.data.io as io
-
-    real = io.write_text
+    real = report.write_text
 
     def fail_on_html(path, text):
         if ".report." in Path(path).name and str(path).endswith(".html"):
             raise OSError("disk full")
         return real(path, text)
 
-    monkeypatch.setattr(io, "write_text", fail_on_html)
+    monkeypatch.setattr(report, "write_text", fail_on_html)
     with pytest.raises(OSError, match="disk full"):
-        demo.write_report(tmp_path, "# r\n", "<html></html>", {"a": 1})
+        report.write_report(tmp_path, "# r\n", "<html></html>", {"a": 1})
     assert list(tmp_path.iterdir()) == []  # no report, no temporary left behind
-    monkeypatch.setattr(io, "write_text", real)
-    demo.write_report(tmp_path, "# r\n", "<html></html>", {"a": 1})
+    monkeypatch.setattr(report, "write_text", real)
+    report.write_report(tmp_path, "# r\n", "<html></html>", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "report.html",
         "report.md",
@@ -187,4 +191,83 @@ def test_refuses_a_foreign_nonempty_folder(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
     assert "not written by `afford demo`" in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "keep me"
-    assert not (tmp_path / demo.MARKER).exists()
+    assert not (tmp_path / stages.MARKER).exists()
+
+
+# ------------------------------------------------------------------------------ the headline
+def _made_up(sel_kld=1.9, ce_kld=2.3, uniform_kld=2.4, full_pck=0.3, spatial_pck=0.2,
+             chance_pck=0.1, profile="quick"):  # fmt: skip
+    """The parts of a results dict the headline reads."""
+    return {
+        "profile": profile,
+        "grounding": {
+            "grounding-selective": {"kld": sel_kld, "sim": 0.4},
+            "grounding-ce": {"kld": ce_kld, "sim": 0.2},
+            "uniform": {"kld": uniform_kld, "sim": 0.16},
+        },
+        "correspondence": {
+            "full": {"overall": {"pck@23": full_pck, "ap@23": 0.3}},
+            "spatial-only": {"overall": {"pck@23": spatial_pck, "ap@23": 0.2}},
+            "chance": {"overall": {"pck@23": chance_pck, "ap@23": 0.2}},
+        },
+    }
+
+
+def test_headline_states_each_gain_with_its_sign():
+    lines = report.headline(_made_up())
+    assert lines[0] == (
+        "grounding: selective KLD 1.900 vs uniform 2.400 (-20.8%, lower is better), "
+        "SIM 0.400 vs 0.160 (+150.0%)"
+    )
+    assert lines[1] == (
+        "correspondence: full PCK@23 0.300 vs chance 0.100 (+200.0%), AP@23 0.300 vs 0.200 (+50.0%)"
+    )
+    assert len(lines) == 3 and lines[2].startswith("every trained model beats")
+    assert not any("under chance" in line for line in lines)
+    assert all(g["beats_reference"] for g in report.gains(_made_up()))
+
+
+def test_headline_says_plainly_when_a_model_is_under_chance():
+    # CE worse than uniform on KLD, full worse than chance on PCK@23, spatial-only tied
+    r = _made_up(ce_kld=2.5, full_pck=0.09, spatial_pck=0.1)
+    lines = report.headline(r)
+    assert "correspondence: full PCK@23 0.090 vs chance 0.100 (-10.0%)" in lines[1]
+    under = [line for line in lines if line.startswith("under chance:")]
+    assert under == [
+        "under chance: grounding ce KLD 2.500 is not better than uniform 2.400: "
+        "this run is too short to learn; run without --quick",
+        "under chance: correspondence full PCK@23 0.090 is not better than chance 0.100: "
+        "this run is too short to learn; run without --quick",
+        "under chance: correspondence spatial-only PCK@23 0.100 is not better than chance "
+        "0.100: this run is too short to learn; run without --quick",
+    ]
+    assert not any(line.startswith("every trained model") for line in lines)
+    assert [g["run"] for g in report.gains(r) if not g["beats_reference"]] == [
+        "grounding-ce", "correspondence-full", "correspondence-spatial",
+    ]  # fmt: skip
+    # a full-size run is not told to drop --quick
+    full = report.headline(_made_up(sel_kld=2.6, profile="full"))
+    assert any(line.startswith("under chance: grounding selective KLD 2.600") for line in full)
+    assert not any("--quick" in line for line in full)
+
+
+def test_quick_run_prints_and_reports_the_headline(quick_run):
+    _, out, printed = quick_run
+    r = json.loads((out / "results.json").read_text())
+    md = (out / "report.md").read_text()
+    # the uniform row: scored on the same test images as the models
+    u = r["grounding"]["uniform"]
+    assert u["n"] == r["grounding"]["grounding-selective"]["n"]
+    assert math.isfinite(u["kld"]) and _finite01(u["sim"]) and abs(u["nss"]) < 0.01
+    assert u["constant_map"]["sim"] == 0.0 and u["constant_map"]["kld"] > u["kld"]
+    assert f"uniform map (chance): KLD {u['kld']:.3f}" in printed
+    lines = report.headline(r)
+    assert r["headline"] == lines
+    assert lines[0].startswith("grounding: selective KLD ")
+    assert lines[1].startswith("correspondence: full PCK@23 ")
+    for line in lines:
+        assert f"  {line}\n" in printed, line
+        assert f"- {line}" in md, line
+    for g in report.gains(r):
+        said = any(f"under chance: {g['task']} {g['label']} " in line for line in lines)
+        assert said == (not g["beats_reference"]), g["run"]
