@@ -10,11 +10,12 @@ import torch
 from safetensors.torch import save_file
 
 from afford.backbones import load_clip, load_dino, load_dinov2, save_weights, weights_status
-from afford.backbones.clip import TINY_CFG, ClipBackbone, build_clip
+from afford.backbones.clip import ClipBackbone, build_clip
 from afford.backbones.dino import DinoBackbone
 from afford.backbones.dino import build_vit as build_dino_vit
 from afford.backbones.dinov2 import Dinov2Backbone, interpolate_pos_embed
 from afford.backbones.dinov2 import build_vit as build_dinov2_vit
+from afford.backbones.registry import variant
 from afford.backbones.weights import (
     file_fingerprint,
     find_weights,
@@ -22,6 +23,8 @@ from afford.backbones.weights import (
     resolve_weights,
 )
 from afford.errors import AffordError
+
+TINY_CFG = variant("clip", "tiny").tiny_args
 
 VIT_BLOCK_KEYS = (
     "norm1.weight",
