@@ -4,7 +4,10 @@ loaders; resolution order (explicit path, AFFORD_WEIGHTS, hub caches); clear err
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import open_clip
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -22,6 +25,7 @@ from afford.backbones.weights import (
     read_state_dict,
     resolve_weights,
 )
+from afford.cli import main
 from afford.errors import AffordError
 
 TINY_CFG = variant("clip", "tiny").tiny_args
@@ -290,8 +294,6 @@ def test_clip_open_clip_safetensors_gelu_config(tmp_path, images):
 
 @pytest.mark.slow
 def test_clip_openai_full_size(tmp_path):
-    import open_clip
-
     src = build_clip(open_clip.get_model_config("ViT-B-16"))
     sd = openai_state(src, fp16=True)
     assert set(sd) - {"input_resolution", "context_length", "vocab_size"} == openai_clip_keys(
@@ -374,8 +376,6 @@ def test_unreadable_files(tmp_path):
 
 
 def test_afford_info_reports_weights(isolated_weights, monkeypatch, capsys):
-    from afford.cli import main
-
     env = touch(isolated_weights / "w" / "ViT-B-16.pt")
     monkeypatch.setenv("AFFORD_WEIGHTS", str(env.parent))
     assert main(["info", "--json"]) == 0
@@ -413,9 +413,6 @@ def test_save_weights_round_trip_tiny(tmp_path, loader, suffix):
 @pytest.mark.slow
 def test_tiny_weights_identical_in_a_fresh_process():
     """Tiny variants are the same in every process (seeded, independent of the global RNG)."""
-    import subprocess
-    import sys
-
     code = (
         "import torch\n"
         "torch.manual_seed(12345)\n"

@@ -42,7 +42,9 @@ class PretrainData:
     )
 
     def __post_init__(self) -> None:
-        _check_range("crop_scale", self.crop_scale, 1e-6, 1.0, "[min, max] with 0 < min <= max <= 1")
+        _check_range(
+            "crop_scale", self.crop_scale, 1e-6, 1.0, "[min, max] with 0 < min <= max <= 1"
+        )
 
 
 @dataclass
