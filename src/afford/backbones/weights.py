@@ -28,7 +28,7 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import load_file, save_file
 
-from afford.backbones.registry import FAMILIES, TINY_SEED, WeightSpec
+from afford.backbones.registry import FAMILIES, PRETRAIN_FAMILIES, TINY_SEED, WeightSpec
 from afford.backbones.registry import family as family_spec
 from afford.backbones.registry import variant as variant_spec
 from afford.data.io import atomic_path
@@ -163,11 +163,11 @@ def shipped_weights(family: str) -> Path:
     ``family`` ("dino" | "dinov2"): tiny backbones pre-trained self-supervised on synthetic
     renders (``afford pretrain-backbone``, docs/tiny-backbones.md). The file may be missing in
     a source checkout that has not generated it."""
-    path = family_spec(family).shipped_path if family in FAMILIES else None
-    if path is None:
-        shipped = sorted(f for f, s in FAMILIES.items() if s.shipped)
-        raise AffordError(f"no shipped tiny-synth weights for {family!r}; choose one of {shipped}")
-    return path
+    if family not in PRETRAIN_FAMILIES:
+        raise AffordError(
+            f"no shipped tiny-synth weights for {family!r}; choose one of {list(PRETRAIN_FAMILIES)}"
+        )
+    return family_spec(family).shipped_path
 
 
 def tiny_synth_weights(family: str, weights):
@@ -196,7 +196,7 @@ def weights_status() -> dict[str, dict]:
             "path": str(path) if path is not None else None,
             "hint": hint(family),
         }
-    for family in (f for f, spec in FAMILIES.items() if spec.shipped):
+    for family in PRETRAIN_FAMILIES:
         path = shipped_weights(family)
         out[f"{family}-tiny-synth"] = {
             "found": path.is_file(),
