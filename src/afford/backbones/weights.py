@@ -179,8 +179,9 @@ def tiny_synth_weights(family: str, weights):
     path = shipped_weights(family)
     if not path.is_file():
         raise AffordError(
-            f"{family_spec(family).label} tiny-synth weights {path} are missing; generate them with "
-            f"`afford pretrain-backbone --family {family} --out {path}` (docs/tiny-backbones.md)"
+            f"{family_spec(family).label} tiny-synth weights {path} are missing; generate them "
+            f"with `afford pretrain-backbone --config pretrain/tiny-synth-{family} --out {path}` "
+            "(docs/tiny-backbones.md)"
         )
     return path
 
@@ -202,8 +203,8 @@ def weights_status() -> dict[str, dict]:
             "found": path.is_file(),
             "path": str(path) if path.is_file() else None,
             "hint": f"self-supervised tiny weights in afford/assets; (re)generate with "
-            f"`afford pretrain-backbone --family "
-            f"{family} --out {path}` (docs/tiny-backbones.md)",
+            f"`afford pretrain-backbone --config pretrain/tiny-synth-{family} --out {path}` "
+            "(docs/tiny-backbones.md)",
         }
     return out
 

@@ -5,9 +5,9 @@ running losses and ETA, validates after each epoch, keeps ``<out>/last`` (resuma
 optimizer, scheduler, loop state and the state of any ``stateful`` object) and ``<out>/best``
 (selected on the validation metric), and writes ``<out>/history.json``.  An ``after_step``
 hook runs after every optimizer step (e.g. an EMA teacher update) and may end the run early;
-a scheduler steps once per epoch or, with ``scheduler_interval="step"``, once per step.  Model selection only ever sees what ``validate`` returns;
-callers decide which split that is (a validation split by default, never test unless the
-user explicitly asks).
+a scheduler steps once per epoch or, with ``scheduler_interval="step"``, once per step.
+Model selection only ever sees what ``validate`` returns; callers decide which split that is
+(a validation split by default, never test unless the user explicitly asks).
 
 For an exact resume, ``batches(epoch)`` must derive all its randomness from the epoch
 number (e.g. a generator seeded with ``seed * 1000 + epoch``), or keep its random stream in

@@ -80,7 +80,8 @@ def colour_augment(x: torch.Tensor, gen: torch.Generator, strong: bool = True) -
     """Per-image colour jitter (brightness, contrast, saturation 0.3; a small random channel
     mix for hue, p=0.8; milder than DenseCL's since colour is a part cue in the synthetic
     world and the re-renders already vary the light), grayscale (p=0.1), Gaussian blur
-    (p=0.5, sigma 0.1..2 px) and, with ``strong``, solarisation (p=0.2). x: (B,3,H,W) in [0,1] -> same shape, in [0,1]."""
+    (p=0.5, sigma 0.1..2 px) and, with ``strong``, solarisation (p=0.2).
+    x: (B,3,H,W) in [0,1] -> same shape, in [0,1]."""
     b = x.shape[0]
 
     def u(lo: float, hi: float, n: int = b) -> torch.Tensor:
