@@ -17,6 +17,7 @@ from torch import nn
 
 from afford.backbones.common import FrozenBackbone, seeded
 from afford.backbones.registry import INPUT_SIZE, TINY_SEED
+from afford.backbones.registry import family as family_spec
 from afford.backbones.registry import variant as variant_spec
 from afford.backbones.weights import load_family_vit
 from afford.errors import AffordError
@@ -72,7 +73,7 @@ class DinoBackbone(FrozenBackbone):
     """
 
     def __init__(self, vit: nn.Module, model_id: str) -> None:
-        super().__init__(model_id=model_id, normalize="imagenet")
+        super().__init__(model_id=model_id, normalize=family_spec("dino").normalize)
         self.vit = vit
         attn = vit.blocks[-1].attn
         if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.k_norm, nn.Identity):

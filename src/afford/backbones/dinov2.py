@@ -81,7 +81,7 @@ class Dinov2Backbone(FrozenBackbone):
     """
 
     def __init__(self, vit: nn.Module, model_id: str) -> None:
-        super().__init__(model_id=model_id, normalize="imagenet")
+        super().__init__(model_id=model_id, normalize=family_spec("dinov2").normalize)
         self.vit = vit
         self.feat_dim = int(vit.embed_dim)
         self.num_heads = int(vit.blocks[-1].attn.num_heads)
