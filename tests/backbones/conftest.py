@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import huggingface_hub.constants as hf_constants
 import pytest
 import torch
 
@@ -9,8 +10,6 @@ import torch
 @pytest.fixture(autouse=True)
 def isolated_weights(tmp_path, monkeypatch):
     """No real weights anywhere: empty AFFORD_WEIGHTS, torch hub, HF cache and ~/.cache/clip."""
-    import huggingface_hub.constants as hf_constants
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("AFFORD_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))

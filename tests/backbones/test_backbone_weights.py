@@ -4,24 +4,31 @@ loaders; resolution order (explicit path, AFFORD_WEIGHTS, hub caches); clear err
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import open_clip
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from afford.backbones import load_clip, load_dino, load_dinov2, save_weights, weights_status
-from afford.backbones.clip import TINY_CFG, ClipBackbone, build_clip
+from afford.backbones.clip import ClipBackbone, build_clip
 from afford.backbones.dino import DinoBackbone
 from afford.backbones.dino import build_vit as build_dino_vit
 from afford.backbones.dinov2 import Dinov2Backbone, interpolate_pos_embed
 from afford.backbones.dinov2 import build_vit as build_dinov2_vit
+from afford.backbones.registry import variant
 from afford.backbones.weights import (
     file_fingerprint,
     find_weights,
     read_state_dict,
     resolve_weights,
 )
+from afford.cli import main
 from afford.errors import AffordError
+
+TINY_CFG = variant("clip", "tiny").tiny_args
 
 VIT_BLOCK_KEYS = (
     "norm1.weight",
@@ -287,8 +294,6 @@ def test_clip_open_clip_safetensors_gelu_config(tmp_path, images):
 
 @pytest.mark.slow
 def test_clip_openai_full_size(tmp_path):
-    import open_clip
-
     src = build_clip(open_clip.get_model_config("ViT-B-16"))
     sd = openai_state(src, fp16=True)
     assert set(sd) - {"input_resolution", "context_length", "vocab_size"} == openai_clip_keys(
@@ -371,8 +376,6 @@ def test_unreadable_files(tmp_path):
 
 
 def test_afford_info_reports_weights(isolated_weights, monkeypatch, capsys):
-    from afford.cli import main
-
     env = touch(isolated_weights / "w" / "ViT-B-16.pt")
     monkeypatch.setenv("AFFORD_WEIGHTS", str(env.parent))
     assert main(["info", "--json"]) == 0
@@ -410,9 +413,6 @@ def test_save_weights_round_trip_tiny(tmp_path, loader, suffix):
 @pytest.mark.slow
 def test_tiny_weights_identical_in_a_fresh_process():
     """Tiny variants are the same in every process (seeded, independent of the global RNG)."""
-    import subprocess
-    import sys
-
     code = (
         "import torch\n"
         "torch.manual_seed(12345)\n"

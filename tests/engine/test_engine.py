@@ -142,3 +142,56 @@ def test_resolve_device():
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(AffordError):
         resolve_device("nonsense-device")
+
+
+def test_fit_hooks_per_step_scheduler_and_stateful_objects(tmp_path):
+    x, y = _problem()
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / (k + 1))
+    seen = []
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def state_dict(self):
+            return {"n": self.n}
+
+        def load_state_dict(self, d):
+            self.n = d["n"]
+
+    counter = Counter()
+
+    def after_step(state):
+        counter.n += 1
+        seen.append((state.step, opt.param_groups[0]["lr"]))
+        return state.step == 6  # stop in the middle of epoch 2
+
+    state = fit(
+        model,
+        opt,
+        _batches(x, y),
+        _step(model),
+        epochs=3,
+        out_dir=tmp_path,
+        config={},
+        scheduler=sched,
+        scheduler_interval="step",
+        after_step=after_step,
+        stateful={"counter": counter},
+        progress=False,
+    )
+    # the scheduler stepped after every optimizer step; the hook saw the finished step count
+    assert [k for k, _ in seen[:3]] == [1, 2, 3]
+    assert [lr for _, lr in seen[:3]] == pytest.approx([0.1 / 2, 0.1 / 3, 0.1 / 4])
+    assert state.stopped_early and state.step == 6 and state.epoch == 2
+    ck = load_checkpoint(tmp_path / "last")
+    assert ck["extra"]["stateful"] == {"counter": {"n": 6}}
+    fresh = Counter()
+    fit(model, opt, _batches(x, y), _step(model), epochs=2, out_dir=tmp_path, config={},
+        stateful={"counter": fresh}, progress=False)  # fmt: skip
+    assert fresh.n == 6  # restored on resume (nothing left to train: epoch 2 of 2 is done)
+    with pytest.raises(AffordError, match="scheduler_interval"):
+        fit(model, opt, _batches(x, y), _step(model), epochs=1, out_dir=tmp_path / "x",
+            config={}, scheduler_interval="batch", progress=False)  # fmt: skip

@@ -19,28 +19,19 @@ import math
 import os
 from pathlib import Path
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
-from afford.backbones.common import (
-    NORMALIZATIONS,
-    TINY_SEED,
-    FrozenBackbone,
-    seeded,
-    unknown_variant,
-)
+from afford.backbones.common import NORMALIZATIONS, FrozenBackbone, seeded
+from afford.backbones.registry import TINY_SEED
+from afford.backbones.registry import variant as variant_spec
 from afford.backbones.weights import file_fingerprint, load_into, read_state_dict, resolve_weights
 from afford.errors import AffordError
 
-VARIANTS = ("vitb16", "tiny")
-OPENCLIP_NAME = "ViT-B-16"
 HEAD_WIDTH = 64  # OpenAI CLIP: heads = width // 64 in both towers
-TINY_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 224, "layers": 3, "width": 128, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
-}
 REQUIRED_KEYS = (
     "visual.conv1.weight",
     "visual.class_embedding",
@@ -95,8 +86,6 @@ def config_from_state_dict(sd: dict[str, torch.Tensor], source: str) -> dict:
 
 def build_clip(cfg: dict, quick_gelu: bool = True) -> nn.Module:
     """open_clip ``CLIP`` from a config dict, fp32, seeded random init."""
-    import open_clip
-
     with seeded(TINY_SEED):
         return open_clip.CLIP(
             cfg["embed_dim"],
@@ -148,8 +137,6 @@ class ClipBackbone(FrozenBackbone):
 
     def __init__(self, clip: nn.Module, model_id: str, normalize: str) -> None:
         super().__init__(model_id=model_id, normalize=normalize)
-        from open_clip.tokenizer import SimpleTokenizer
-
         self.clip = clip
         visual = clip.visual
         if (
@@ -263,21 +250,18 @@ def load_clip(
         quick_gelu: override the activation; default QuickGELU (OpenAI) unless an
             ``open_clip_config.json`` beside a safetensors file says otherwise.
     """
-    if variant not in VARIANTS:
-        raise unknown_variant("CLIP", variant, VARIANTS)
+    spec = variant_spec("clip", variant)
     if normalize not in NORMALIZATIONS:
         raise AffordError(
             f"normalize={normalize!r} is not supported; choose one of {sorted(NORMALIZATIONS)}"
         )
     if weights == "random" or (weights is None and variant == "tiny"):
-        import open_clip
-
-        cfg = TINY_CFG if variant == "tiny" else open_clip.get_model_config(OPENCLIP_NAME)
+        cfg = spec.tiny_args if spec.arch == "tiny" else open_clip.get_model_config(spec.arch)
         qg = True if quick_gelu is None else quick_gelu
         clip = build_clip(cfg, quick_gelu=qg)
         tag = f"random{TINY_SEED}"
     else:
-        path = resolve_weights("clip", weights) if variant == "vitb16" else Path(weights)
+        path = resolve_weights("clip", weights) if spec.weights == "real" else Path(weights)
         if not path.is_file():
             raise AffordError(f"CLIP tiny weight file {path} does not exist (weights={weights!r})")
         sd = read_state_dict(path)

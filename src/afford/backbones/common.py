@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from afford.backbones.registry import INPUT_SIZE
 from afford.errors import AffordError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -20,8 +21,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 
-INPUT_SIZE = 224
-TINY_SEED = 0
 RANGE_TOL = 1e-3
 
 
@@ -132,10 +131,3 @@ class FrozenBackbone(nn.Module):
 
     def extra_repr(self) -> str:
         return f"model_id={self.model_id!r}, normalize={self.normalize!r}"
-
-
-def unknown_variant(family: str, variant: object, known: tuple[str, ...]) -> AffordError:
-    """The error for an unknown variant name."""
-    return AffordError(
-        f"unknown {family} variant {variant!r}; choose one of {', '.join(repr(k) for k in known)}"
-    )

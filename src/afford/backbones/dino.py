@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 
+import timm
 import torch
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
+from afford.backbones.common import FrozenBackbone, seeded
+from afford.backbones.registry import INPUT_SIZE, TINY_SEED
+from afford.backbones.registry import family as family_spec
+from afford.backbones.registry import variant as variant_spec
 from afford.backbones.weights import load_family_vit
 from afford.errors import AffordError
-
-VARIANTS = ("vits16", "tiny", "tiny-synth")
-TIMM_NAME = "vit_small_patch16_224"
-TINY_ARGS = dict(patch_size=16, embed_dim=96, depth=4, num_heads=6)
 
 
 def split_qkv(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,15 +50,14 @@ def cls_attention(q: torch.Tensor, k: torch.Tensor, grid: int) -> torch.Tensor:
     return attn.reshape(b, h, grid, grid)
 
 
-def build_vit(variant: str):
-    """timm ViT for ``variant`` ("vits16" | "tiny"), random init (seeded for reproducibility)."""
-    import timm
-    from timm.models.vision_transformer import VisionTransformer
-
+def build_vit(variant: str) -> VisionTransformer:
+    """timm ViT for registry ``variant`` ("vits16" | "tiny" | "tiny-synth", the last two the
+    same architecture), random init (seeded for reproducibility)."""
+    spec = variant_spec("dino", variant)
     with seeded(TINY_SEED):
-        if variant == "vits16":
-            return timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
-        return VisionTransformer(img_size=224, num_classes=0, **TINY_ARGS)
+        if spec.arch != "tiny":
+            return timm.create_model(spec.arch, pretrained=False, num_classes=0)
+        return VisionTransformer(img_size=INPUT_SIZE, num_classes=0, **spec.tiny_args)
 
 
 class DinoBackbone(FrozenBackbone):
@@ -73,7 +73,7 @@ class DinoBackbone(FrozenBackbone):
     """
 
     def __init__(self, vit: nn.Module, model_id: str) -> None:
-        super().__init__(model_id=model_id, normalize="imagenet")
+        super().__init__(model_id=model_id, normalize=family_spec("dino").normalize)
         self.vit = vit
         attn = vit.blocks[-1].attn
         if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.k_norm, nn.Identity):
@@ -118,8 +118,6 @@ class DinoBackbone(FrozenBackbone):
 
 def _timm_filter(state_dict: dict, vit: nn.Module) -> dict:
     """Official DINO keys -> timm's (timm's own checkpoint filter)."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
     return checkpoint_filter_fn(state_dict, vit)
 
 
@@ -142,10 +140,6 @@ def load_dino(
             docs/tiny-backbones.md; ``weights=PATH`` loads another such file).
         device: where to put the module (default: CPU).
     """
-    if variant not in VARIANTS:
-        raise unknown_variant("DINO", variant, VARIANTS)
-    vit, model_id = load_family_vit(
-        "dino", "DINO", variant, weights, "vits16", build_vit, _timm_filter
-    )
+    vit, model_id = load_family_vit("dino", variant, weights, build_vit, _timm_filter)
     module = DinoBackbone(vit, model_id)
     return module.to(device) if device is not None else module

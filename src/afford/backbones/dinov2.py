@@ -14,18 +14,20 @@ from __future__ import annotations
 import math
 import os
 
+import timm
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from afford.backbones.common import TINY_SEED, FrozenBackbone, seeded, unknown_variant
+from afford.backbones.common import FrozenBackbone, seeded
+from afford.backbones.registry import INPUT_SIZE, TINY_SEED
+from afford.backbones.registry import family as family_spec
+from afford.backbones.registry import variant as variant_spec
 from afford.backbones.weights import load_family_vit
 from afford.errors import AffordError
 
-VARIANTS = ("vitb14", "tiny", "tiny-synth")
-TIMM_NAME = "vit_base_patch14_dinov2"
-TINY_ARGS = dict(patch_size=14, embed_dim=96, depth=4, num_heads=6, init_values=1e-5)
-NUM_LAYERS_OUT = 3
+NUM_LAYERS_OUT = family_spec("dinov2").num_layers_out
 INTERPOLATE_OFFSET = 0.1
 
 
@@ -49,22 +51,21 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([cls_pos, patch], dim=1)
 
 
-def build_vit(variant: str):
-    """timm DINOv2 ViT at img_size 224 for ``variant`` ("vitb14" | "tiny"), seeded random init."""
-    import timm
-    from timm.models.vision_transformer import VisionTransformer
-
+def build_vit(variant: str) -> VisionTransformer:
+    """timm DINOv2 ViT at img_size 224 for registry ``variant`` ("vitb14" | "tiny" |
+    "tiny-synth", the last two the same architecture), seeded random init."""
+    spec = variant_spec("dinov2", variant)
     with seeded(TINY_SEED):
-        if variant == "vitb14":
-            return timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, img_size=224)
-        return VisionTransformer(img_size=224, num_classes=0, **TINY_ARGS)
+        if spec.arch != "tiny":
+            return timm.create_model(
+                spec.arch, pretrained=False, num_classes=0, img_size=INPUT_SIZE
+            )
+        return VisionTransformer(img_size=INPUT_SIZE, num_classes=0, **spec.tiny_args)
 
 
 def convert_state_dict(sd: dict[str, torch.Tensor], vit: nn.Module) -> dict[str, torch.Tensor]:
     """Meta-layout (``mask_token``, 518px ``pos_embed``) or timm-layout DINOv2 weights -> the
     state dict of ``vit`` (timm's own converter after DINOv2's pos-embed interpolation)."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
     sd = dict(sd)
     if "pos_embed" in sd:
         sd["pos_embed"] = interpolate_pos_embed(sd["pos_embed"], vit.patch_embed.grid_size[0])
@@ -80,7 +81,7 @@ class Dinov2Backbone(FrozenBackbone):
     """
 
     def __init__(self, vit: nn.Module, model_id: str) -> None:
-        super().__init__(model_id=model_id, normalize="imagenet")
+        super().__init__(model_id=model_id, normalize=family_spec("dinov2").normalize)
         self.vit = vit
         self.feat_dim = int(vit.embed_dim)
         self.num_heads = int(vit.blocks[-1].attn.num_heads)
@@ -119,10 +120,6 @@ def load_dinov2(
             docs/tiny-backbones.md; ``weights=PATH`` loads another such file).
         device: where to put the module (default: CPU).
     """
-    if variant not in VARIANTS:
-        raise unknown_variant("DINOv2", variant, VARIANTS)
-    vit, model_id = load_family_vit(
-        "dinov2", "DINOv2", variant, weights, "vitb14", build_vit, convert_state_dict
-    )
+    vit, model_id = load_family_vit("dinov2", variant, weights, build_vit, convert_state_dict)
     module = Dinov2Backbone(vit, model_id)
     return module.to(device) if device is not None else module

@@ -3,7 +3,8 @@
 Resolution order for a backbone's real weights (``resolve_weights``):
 
 1. an explicit path (``weights=...``);
-2. the ``AFFORD_WEIGHTS`` directory (any of the accepted file names, see ``SPECS``);
+2. the ``AFFORD_WEIGHTS`` directory (any of the accepted file names: the family's
+   ``WeightSpec`` in ``afford.backbones.registry``);
 3. the Hugging Face hub cache (timm / open_clip repositories) and the torch hub / CLIP caches;
 4. when network access is allowed (``HF_HUB_OFFLINE`` and ``AFFORD_OFFLINE`` unset), the
    official download URL, saved into ``AFFORD_WEIGHTS`` (or the torch hub cache).
@@ -21,11 +22,16 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import load_file, save_file
 
+from afford.backbones.registry import FAMILIES, PRETRAIN_FAMILIES, TINY_SEED, WeightSpec
+from afford.backbones.registry import family as family_spec
+from afford.backbones.registry import variant as variant_spec
+from afford.data.io import atomic_path
 from afford.errors import AffordError
 
 log = logging.getLogger(__name__)
@@ -33,70 +39,8 @@ log = logging.getLogger(__name__)
 ENV_DIR = "AFFORD_WEIGHTS"
 
 
-@dataclass(frozen=True)
-class WeightSpec:
-    """Where the real weights of one backbone family can be found.
-
-    Attributes:
-        family: "dino" | "dinov2" | "clip".
-        filename: the official file name (what the download URL serves).
-        url: official download URL.
-        local_names: every file name accepted inside ``AFFORD_WEIGHTS`` (official first).
-        hf: (repo_id, filename) pairs looked up in the Hugging Face hub cache.
-        cache_dirs: extra directories searched for ``filename`` (torch hub, CLIP cache).
-    """
-
-    family: str
-    filename: str
-    url: str
-    local_names: tuple[str, ...]
-    hf: tuple[tuple[str, str], ...]
-    cache_dirs: tuple[str, ...] = ()
-
-
 def _torch_hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-SPECS: dict[str, WeightSpec] = {
-    "dino": WeightSpec(
-        family="dino",
-        filename="dino_deitsmall16_pretrain.pth",
-        url="https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/"
-        "dino_deitsmall16_pretrain.pth",
-        local_names=(
-            "dino_deitsmall16_pretrain.pth",
-            "vit_small_patch16_224.dino.safetensors",
-            "vit_small_patch16_224.dino/model.safetensors",
-        ),
-        hf=(("timm/vit_small_patch16_224.dino", "model.safetensors"),),
-    ),
-    "dinov2": WeightSpec(
-        family="dinov2",
-        filename="dinov2_vitb14_pretrain.pth",
-        url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
-        local_names=(
-            "dinov2_vitb14_pretrain.pth",
-            "vit_base_patch14_dinov2.lvd142m.safetensors",
-            "vit_base_patch14_dinov2.lvd142m/model.safetensors",
-        ),
-        hf=(("timm/vit_base_patch14_dinov2.lvd142m", "model.safetensors"),),
-    ),
-    "clip": WeightSpec(
-        family="clip",
-        filename="ViT-B-16.pt",
-        url="https://openaipublic.azureedge.net/clip/models/"
-        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
-        local_names=(
-            "ViT-B-16.pt",
-            "open_clip_model.safetensors",
-            "vit_base_patch16_clip_224.openai/open_clip_model.safetensors",
-            "open_clip_pytorch_model.bin",
-        ),
-        hf=(("timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors"),),
-        cache_dirs=("~/.cache/clip",),
-    ),
-}
 
 
 def offline() -> bool:
@@ -108,9 +52,7 @@ def offline() -> bool:
 
 
 def _spec(family: str) -> WeightSpec:
-    if family not in SPECS:
-        raise AffordError(f"unknown backbone {family!r}; choose one of {sorted(SPECS)}")
-    return SPECS[family]
+    return family_spec(family).weights
 
 
 def _env_dir() -> Path | None:
@@ -119,10 +61,6 @@ def _env_dir() -> Path | None:
 
 
 def _hf_cached(repo_id: str, filename: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub ships with timm
-        return None
     try:
         found = try_to_load_from_cache(repo_id, filename)
     except Exception:  # noqa: BLE001 - a broken cache must not break resolution
@@ -180,7 +118,6 @@ def _download(family: str) -> Path:
     target_dir = _env_dir() or _torch_hub_checkpoints()
     target = target_dir / spec.filename
     target_dir.mkdir(parents=True, exist_ok=True)
-    from afford.data.io import atomic_path
 
     log.info("downloading %s weights from %s to %s", family, spec.url, target)
     with atomic_path(target) as tmp:
@@ -221,32 +158,30 @@ def resolve_weights(family: str, weights: str | os.PathLike | None = None) -> Pa
         ) from exc
 
 
-SHIPPED = {"dino": "tiny_synth_dino.safetensors", "dinov2": "tiny_synth_dinov2.safetensors"}
-
-
 def shipped_weights(family: str) -> Path:
     """Path of the tiny-synth weights shipped inside the package (``afford/assets/``) for
     ``family`` ("dino" | "dinov2"): tiny backbones pre-trained self-supervised on synthetic
     renders (``afford pretrain-backbone``, docs/tiny-backbones.md). The file may be missing in
     a source checkout that has not generated it."""
-    if family not in SHIPPED:
+    if family not in PRETRAIN_FAMILIES:
         raise AffordError(
-            f"no shipped tiny-synth weights for {family!r}; choose one of {sorted(SHIPPED)}"
+            f"no shipped tiny-synth weights for {family!r}; choose one of {list(PRETRAIN_FAMILIES)}"
         )
-    return Path(__file__).resolve().parent.parent / "assets" / SHIPPED[family]
+    return family_spec(family).shipped_path
 
 
-def tiny_synth_weights(family: str, label: str, weights):
+def tiny_synth_weights(family: str, weights):
     """The weights to load for ``variant="tiny-synth"``: ``weights`` when given, else the
     shipped file of ``family``; an AffordError (with the command that regenerates it) when
-    the shipped file is missing. ``label`` names the family in messages ("DINO")."""
+    the shipped file is missing."""
     if weights is not None:
         return weights
     path = shipped_weights(family)
     if not path.is_file():
         raise AffordError(
-            f"{label} tiny-synth weights {path} are missing; generate them with "
-            f"`afford pretrain-backbone --family {family} --out {path}` (docs/tiny-backbones.md)"
+            f"{family_spec(family).label} tiny-synth weights {path} are missing; generate them "
+            f"with `afford pretrain-backbone --config pretrain/tiny-synth-{family} --out {path}` "
+            "(docs/tiny-backbones.md)"
         )
     return path
 
@@ -255,21 +190,21 @@ def weights_status() -> dict[str, dict]:
     """For ``afford info``: {"dino"|"dinov2"|"clip": {"found", "path", "hint"}} (no download),
     plus "dino-tiny-synth" / "dinov2-tiny-synth" for the shipped pre-trained tiny weights."""
     out = {}
-    for family in SPECS:
+    for family in FAMILIES:
         path = find_weights(family)
         out[family] = {
             "found": path is not None,
             "path": str(path) if path is not None else None,
             "hint": hint(family),
         }
-    for family in SHIPPED:
+    for family in PRETRAIN_FAMILIES:
         path = shipped_weights(family)
         out[f"{family}-tiny-synth"] = {
             "found": path.is_file(),
             "path": str(path) if path.is_file() else None,
             "hint": f"self-supervised tiny weights in afford/assets; (re)generate with "
-            f"`afford pretrain-backbone --family "
-            f"{family} --out {path}` (docs/tiny-backbones.md)",
+            f"`afford pretrain-backbone --config pretrain/tiny-synth-{family} --out {path}` "
+            "(docs/tiny-backbones.md)",
         }
     return out
 
@@ -293,8 +228,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise AffordError(f"weight file {path} does not exist")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             obj: object = load_file(str(path), device="cpu")
         elif _is_torchscript(path):
             with warnings.catch_warnings():  # torch.jit.load is deprecated, still needed here
@@ -392,13 +325,9 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
             f"save_weights: expected a backbone from afford.backbones, got {type(module).__name__}"
         )
     sd = {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()}
-    from afford.data.io import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
             save_file(sd, str(tmp))
         else:
             torch.save(sd, tmp)
@@ -407,31 +336,33 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike) -> Path:
 
 def load_family_vit(
     family: str,
-    label: str,
     variant: str,
     weights,
-    real_variant: str,
     build_vit: Callable[[str], torch.nn.Module],
     convert: Callable[[dict, torch.nn.Module], dict],
 ) -> tuple[torch.nn.Module, str]:
     """Build the timm ViT of a DINO-family ``variant`` and load its weights -> (vit, model_id).
 
-    ``variant`` is ``real_variant``, "tiny" or "tiny-synth" (the tiny architecture with the
-    shipped self-supervised weights). ``weights``: a path, "random" (seeded init), or None
-    (real variant: resolve the official file; tiny: seeded init). ``convert`` maps an official
-    state dict onto the timm model's keys.
+    ``variant`` is one of the family's registry variants: the real one, "tiny" or
+    "tiny-synth" (the tiny architecture with the shipped self-supervised weights).
+    ``weights``: a path, "random" (seeded init), or None (real variant: resolve the official
+    file; tiny: seeded init). ``convert`` maps an official state dict onto the timm model's
+    keys. Unknown variants raise AffordError listing the registry's.
     """
-    from afford.backbones.common import TINY_SEED
-
+    spec = family_spec(family)
+    vspec = variant_spec(family, variant)
     model_variant = variant
-    if variant == "tiny-synth":  # the tiny architecture with pre-trained (shipped) weights
+    if vspec.weights == "shipped":  # the tiny architecture with pre-trained (shipped) weights
         variant = "tiny"
-        weights = tiny_synth_weights(family, label, weights)
+        weights = tiny_synth_weights(family, weights)
     if weights == "random" or (weights is None and variant == "tiny"):
         return build_vit(variant), f"{family}-{variant}@random{TINY_SEED}"
-    path = resolve_weights(family, weights) if variant == real_variant else Path(weights)
+    real = vspec.weights == "real"
+    path = resolve_weights(family, weights) if real else Path(weights)
     if not path.is_file():
-        raise AffordError(f"{label} tiny weight file {path} does not exist (weights={weights!r})")
+        raise AffordError(
+            f"{spec.label} tiny weight file {path} does not exist (weights={weights!r})"
+        )
     sd = read_state_dict(path)
     vit = build_vit(variant)
     load_into(vit, convert(sd, vit), str(path))

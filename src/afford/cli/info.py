@@ -1,4 +1,5 @@
-"""``afford info``: versions, device, and where each backbone's real weights were found."""
+"""``afford info``: versions, device, the backbone registry and where each backbone's real
+weights were found."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ PACKAGES = [
 
 
 def collect() -> dict:
-    """Return a JSON-able dict: package versions, device, and backbone weight status."""
+    """Return a JSON-able dict: package versions, device, the backbone registry (family ->
+    variant -> architecture facts) and backbone weight status."""
     import torch
 
     from afford.backbones import weights_status
+    from afford.backbones.registry import FAMILIES
 
     versions = {}
     for name in PACKAGES:
@@ -42,6 +45,21 @@ def collect() -> dict:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "cuda_available": torch.cuda.is_available(),
         "threads": torch.get_num_threads(),
+        "registry": {
+            name: {
+                v.name: {
+                    "arch": v.arch,
+                    "feat_dim": v.feat_dim,
+                    "depth": v.depth,
+                    "heads": v.num_heads,
+                    "patch": v.patch_size,
+                    "grid": v.grid,
+                    "weights": v.weights,
+                }
+                for v in spec.variants.values()
+            }
+            for name, spec in FAMILIES.items()
+        },
         "backbones": weights_status(),
     }
 
@@ -55,6 +73,13 @@ def _run(args: argparse.Namespace) -> int:
     for name, version in info["packages"].items():
         print(f"  {name:<24} {version or 'not installed'}")
     print(f"device: {info['device']}  (torch threads: {info['threads']})")
+    print("backbone variants (family/variant: arch, dim x depth, patch -> grid at 224, weights):")
+    for fam, variants in info["registry"].items():
+        for name, v in variants.items():
+            print(
+                f"  {fam + '/' + name:<18} {v['arch']:<24} {v['feat_dim']} x {v['depth']}, "
+                f"patch {v['patch']} -> {v['grid']}x{v['grid']}, {v['weights']}"
+            )
     print("backbone weights:")
     for name, status in info["backbones"].items():
         where = status["path"] if status["found"] else f"not found -- {status['hint']}"

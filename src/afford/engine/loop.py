@@ -2,13 +2,16 @@
 
 ``fit`` runs epochs of ``step(batch, epoch) -> losses`` calls, shows a tqdm bar with the
 running losses and ETA, validates after each epoch, keeps ``<out>/last`` (resumable: model,
-optimizer, scheduler and loop state) and ``<out>/best`` (selected on the validation metric),
-and writes ``<out>/history.json``.  Model selection only ever sees what ``validate`` returns;
-callers decide which split that is (a validation split by default, never test unless the
-user explicitly asks).
+optimizer, scheduler, loop state and the state of any ``stateful`` object) and ``<out>/best``
+(selected on the validation metric), and writes ``<out>/history.json``.  An ``after_step``
+hook runs after every optimizer step (e.g. an EMA teacher update) and may end the run early;
+a scheduler steps once per epoch or, with ``scheduler_interval="step"``, once per step.
+Model selection only ever sees what ``validate`` returns; callers decide which split that is
+(a validation split by default, never test unless the user explicitly asks).
 
 For an exact resume, ``batches(epoch)`` must derive all its randomness from the epoch
-number (e.g. a generator seeded with ``seed * 1000 + epoch``).
+number (e.g. a generator seeded with ``seed * 1000 + epoch``), or keep its random stream in
+a ``stateful`` object (saved with every checkpoint, restored on resume).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class TrainState:
 
     ``history``: one row per logged step ({"epoch", "step", <loss>: float}).
     ``epochs``: one row per finished epoch (mean training losses, validation metrics).
+    ``stopped_early``: ``after_step`` ended the run before ``epochs`` epochs.
     """
 
     epoch: int = 0
@@ -42,6 +46,7 @@ class TrainState:
     best_epoch: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainState:
@@ -67,6 +72,9 @@ def fit(
     select: str | None = None,
     select_mode: str = "min",
     scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    after_step: Callable[[TrainState], bool | None] | None = None,
+    stateful: dict[str, Any] | None = None,
     resume: bool = True,
     steps_per_epoch: int | None = None,
     grad_clip: float | None = None,
@@ -84,13 +92,25 @@ def fit(
         validate: ``epoch -> metrics`` called after each epoch (model in eval mode).
         select: key of ``validate``'s output used to pick ``<out>/best``; ``select_mode`` is
             "min" or "max".  Without ``validate``, ``best`` is the last epoch.
-        scheduler: optional LR scheduler stepped once per epoch.
+        scheduler: optional LR scheduler, stepped once per epoch, or after every optimizer
+            step with ``scheduler_interval="step"``.
+        after_step: ``state -> bool | None`` called after every optimizer step (``state.step``
+            already counts it); returning True ends the run after this step: the epoch is
+            closed, checkpointed and ``state.stopped_early`` set.
+        stateful: ``name -> object`` with ``state_dict()`` (JSON-able) and
+            ``load_state_dict()``, saved in every checkpoint and restored on resume (e.g. a
+            sampler's random stream).
         resume: continue from ``<out>/last`` when it exists.
     """
     if epochs < 1:
         raise AffordError(f"epochs must be >= 1, got {epochs}")
     if select_mode not in ("min", "max"):
         raise AffordError(f"select_mode must be 'min' or 'max', got {select_mode!r}")
+    if scheduler_interval not in ("epoch", "step"):
+        raise AffordError(
+            f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+        )
+    stateful = stateful or {}
     if validate is not None and select is None:
         raise AffordError("fit: 'select' (the validation metric to select on) is required")
     out = Path(out_dir)
@@ -105,16 +125,24 @@ def fit(
             optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and "scheduler" in ckpt["extra"]:
             scheduler.load_state_dict(ckpt["extra"]["scheduler"])
+        for name, obj in stateful.items():
+            if name in ckpt["extra"].get("stateful", {}):
+                obj.load_state_dict(ckpt["extra"]["stateful"][name])
         state = TrainState.from_dict(ckpt["extra"]["train_state"])
+        state.stopped_early = False
         tqdm.write(f"resuming from {out / 'last'} after epoch {state.epoch}")
 
     def _save(name: str) -> None:
         extra = {"train_state": asdict(state)}
         if scheduler is not None:
             extra["scheduler"] = scheduler.state_dict()
+        if stateful:
+            extra["stateful"] = {name: obj.state_dict() for name, obj in stateful.items()}
         save_checkpoint(out / name, model, config, optimizer=optimizer, extra=extra)
 
     for epoch in range(state.epoch, epochs):
+        if state.stopped_early:
+            break
         model.train()
         sums: dict[str, float] = {}
         count = 0
@@ -144,6 +172,8 @@ def fit(
                 if grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
+                if scheduler is not None and scheduler_interval == "step":
+                    scheduler.step()
             state.step += 1
             row = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
             for k, v in row.items():
@@ -154,10 +184,13 @@ def fit(
             bar.set_postfix(
                 {k: f"{v:.3f}" for k, v in row.items() if k == "total" or len(row) <= 4}
             )
+            if after_step is not None and after_step(state):
+                state.stopped_early = True
+                break
         bar.close()
         if count == 0:
             raise AffordError(f"epoch {epoch + 1}: the training data produced no batches")
-        if scheduler is not None:
+        if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
         summary: dict[str, Any] = {
             "epoch": epoch + 1,
