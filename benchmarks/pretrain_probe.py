@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from afford.backbones import load_dino, load_dinov2
 from afford.backbones.weights import shipped_weights
 from afford.data.io import write_json
+from afford.geometry.camera import Camera
 from afford.synth import assets as A
-from afford.synth.render import BACKGROUNDS, Camera, Scene, random_light
+from afford.synth.render import BACKGROUNDS, Scene, random_light
 
 PROBE_SEED = 9_100_000
 AZ_STEP = 40.0

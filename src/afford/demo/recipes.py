@@ -24,17 +24,9 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"epochs": 2, "batch_size": 8, "max_batches_per_epoch": 4},
         },
         "corr_train": {
-            "proj_dim": 64,
-            "hidden": 128,
-            "out_dim": 64,
-            "pairs": 4,
-            "points": 64,
-            "spatial_points": 64,
-            "epochs": 2,
-            "iters_per_epoch": 8,
-            "lr": 1e-3,
-            "val_batches": 1,
-            "feature_augs": 2,
+            "model": {"proj_dim": 64, "hidden": 128, "out_dim": 64},
+            "sampling": {"pairs": 4, "points": 64, "spatial_points": 64, "feature_augs": 2},
+            "train": {"epochs": 2, "iters_per_epoch": 8, "lr": 1e-3, "val_batches": 1},
         },
         "eval": {"discovery_stride": 4, "max_pairs": 4, "match_figures": 2},
         "figures": {"per_action": 2, "actions": 4},
@@ -51,17 +43,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train": {"epochs": 10, "batch_size": 8, "max_batches_per_epoch": 24},
         },
         "corr_train": {
-            "proj_dim": 128,
-            "hidden": 256,
-            "out_dim": 128,
-            "pairs": 6,
-            "points": 128,
-            "spatial_points": 128,
-            "epochs": 3,
-            "iters_per_epoch": 200,
-            "lr": 1e-3,
-            "val_batches": 4,
-            "feature_augs": 2,  # frozen DINOv2 outputs precomputed (featbank): ~4x per step
+            "model": {"proj_dim": 128, "hidden": 256, "out_dim": 128},
+            # feature_augs: frozen DINOv2 outputs precomputed (featbank): ~4x per step
+            "sampling": {"pairs": 6, "points": 128, "spatial_points": 128, "feature_augs": 2},
+            "train": {"epochs": 3, "iters_per_epoch": 200, "lr": 1e-3, "val_batches": 4},
         },
         "eval": {"discovery_stride": 4, "max_pairs": 16, "match_figures": 4},
         "figures": {"per_action": 3, "actions": 6},
@@ -148,14 +133,21 @@ def grounding_raw_config(
 def corr_raw_config(
     profile: dict[str, Any], run: str, *, seed: int, device: str, corr_root: Path, out: Path
 ) -> dict[str, Any]:
-    """The correspondence training config of ``run`` as the raw dict its loader reads."""
+    """The correspondence experiment of ``run`` as the raw nested dict its loader reads."""
+    p, spec = profile["corr_train"], CORR_RUNS[run]
     return {
-        **profile["corr_train"],
-        **CORR_RUNS[run],
-        "data": str(corr_root),
-        "out": str(out),
-        "dinov2": "tiny-synth",  # pre-trained like the DINO (docs/tiny-backbones.md)
-        "clip": "tiny",
-        "seed": seed,
-        "device": device,
+        "data": {"root": str(corr_root)},
+        # DINOv2 pre-trained like the DINO (docs/tiny-backbones.md)
+        "backbone": {"dinov2": {"variant": "tiny-synth"}, "clip": {"variant": "tiny"}},
+        "model": dict(p["model"]),
+        "loss": {"functional": spec["functional"], "spatial": spec["spatial"]},
+        "sampling": dict(p["sampling"]),
+        "train": {
+            **p["train"],
+            "name": spec["name"],
+            "out": str(out),
+            "seed": seed,
+            "device": device,
+            "resume": False,
+        },
     }

@@ -47,15 +47,15 @@ from tqdm.auto import tqdm
 
 from afford import __version__
 from afford.backbones import load_dinov2
-from afford.config import dump_yaml
+from afford.config import dump_yaml, from_dict, load, replace, to_dict
 from afford.correspondence.baselines import BackboneRow, ChanceRow, ModelRow
-from afford.correspondence.data import CorrespondenceDataset
+from afford.correspondence.config import CorrExperiment
 from afford.correspondence.evaluate import evaluate_rows
 from afford.correspondence.infer import correspond
-from afford.correspondence.train import CorrTrainConfig
 from afford.correspondence.train import load_trained as load_corr_trained
 from afford.correspondence.train import train as train_corr
 from afford.data.agd20k import AffordanceData, EvalSet, scan_dataset
+from afford.data.correspondence import CorrespondenceDataset
 from afford.data.io import read_json, write_image, write_json, write_text
 from afford.demo.recipes import (
     CORR_RUNS,
@@ -80,11 +80,12 @@ from afford.demo.report import (
 )
 from afford.engine import resolve_device
 from afford.errors import AffordError
+from afford.grounding.build import load_trained as load_grounding_trained
+from afford.grounding.build import open_cache
+from afford.grounding.config import GroundingExperiment
 from afford.grounding.evaluate import evaluate as evaluate_grounding
 from afford.grounding.infer import ground
-from afford.grounding.train import load_config as load_grounding_config_file
-from afford.grounding.train import load_trained as load_grounding_trained
-from afford.grounding.train import open_cache, predict, resolve_config
+from afford.grounding.train import predict
 from afford.grounding.train import train as train_grounding
 from afford.metrics.saliency import aggregate, evaluate_map
 from afford.synth.affordance import GENERATOR as AFF_GENERATOR
@@ -142,17 +143,17 @@ def _coffee() -> np.ndarray:
 # (dicts, paths, models), so the stages never read a task config object themselves.
 def resolve_grounding_config(raw: dict, name: str) -> dict:
     """The complete grounding experiment config (every default resolved) of a raw dict."""
-    return resolve_config(raw, name)
+    return to_dict(from_dict(GroundingExperiment, raw))
 
 
 def read_grounding_config(path: Path) -> tuple[Any, dict[str, Any]]:
     """(config, facts) of a grounding config file, read exactly as ``afford train grounding``
     reads it; facts: ``{"table2_row", "epochs", "augment"}``."""
-    cfg = load_grounding_config_file(path)
+    cfg = load(GroundingExperiment, path)
     facts = {
-        "table2_row": cfg["model"]["table2_row"],
-        "epochs": cfg["train"]["epochs"],
-        "augment": bool(cfg["data"]["augment"]),
+        "table2_row": cfg.model.table2_row,
+        "epochs": cfg.train.epochs,
+        "augment": cfg.data.augment,
     }
     return cfg, facts
 
@@ -176,33 +177,33 @@ def load_grounding_model(run: Path, device: torch.device) -> tuple[Any, Any, Any
 
 def grounding_test_set(cfg: Any) -> EvalSet:
     """The test images of a grounding run's dataset, with its affinity map cache."""
-    data = grounding_test_data(cfg["data"]["root"], cfg["data"]["dataset"])
+    data = grounding_test_data(cfg.data.root, cfg.data.dataset)
     return EvalSet(data.test, data.classes, open_cache(cfg, data.root, None))
 
 
 def resolve_corr_config(raw: dict, name: str) -> dict:
     """The complete correspondence training config (every field) of a raw dict."""
-    return CorrTrainConfig.from_dict(raw, name).to_dict()
+    return to_dict(from_dict(CorrExperiment, raw))
 
 
 def read_corr_config(path: Path) -> tuple[Any, dict[str, Any]]:
     """(config, facts) of a correspondence config file, read exactly as ``afford train
     correspondence`` reads it; facts: ``{"functional", "spatial", "epochs", "iterations",
     "spatial_points"}``."""
-    cfg = CorrTrainConfig.from_yaml(path)
+    cfg = load(CorrExperiment, path)
     facts = {
-        "functional": cfg.functional,
-        "spatial": cfg.spatial,
-        "epochs": cfg.epochs,
-        "iterations": cfg.epochs * cfg.iters_per_epoch,
-        "spatial_points": cfg.spatial_points,
+        "functional": cfg.loss.functional,
+        "spatial": cfg.loss.spatial,
+        "epochs": cfg.train.epochs,
+        "iterations": cfg.train.epochs * cfg.train.iters_per_epoch,
+        "spatial_points": cfg.sampling.spatial_points,
     }
     return cfg, facts
 
 
 def fit_corr(cfg: Any, progress: bool) -> dict[str, Any]:
     """Train one correspondence model: ``{"run", "best_epoch", "select", "final_train"}``."""
-    res = train_corr(cfg, resume=False, progress=progress)
+    res = train_corr(replace(cfg, train=replace(cfg.train, resume=False, progress=progress)))
     st = res["state"]
     return {
         "run": res["out"],

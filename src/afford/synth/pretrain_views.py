@@ -20,8 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from afford.errors import AffordError
+from afford.geometry.camera import Camera
 from afford.synth import assets as A
-from afford.synth.render import BACKGROUNDS, Camera, Scene, random_light
+from afford.synth.render import BACKGROUNDS, Scene, random_light
 
 DATA_SEED_OFFSET = 7_000_000  # asset seeds of the pre-training renders (disjoint from datasets)
 
