@@ -44,8 +44,8 @@ T = TypeVar("T")
 
 #: The two behaviours of every method: the equations as the papers write them (default) and
 #: the authors' released code (``../shared`` reference notes, ``docs/reference-notes.md``).
-MODES: tuple[str, ...] = ("paper", "official")
 Mode = Literal["paper", "official"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
 
 #: Where the configs shipped inside the package live (``afford/configs/<task>/<name>.yaml``).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
