@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from afford.data.io import read_json, write_json
+from afford.data.io import default_mode, fsync_path, read_json, write_json
 from afford.errors import AffordError
 
 FORMAT_VERSION = 1
@@ -71,12 +71,17 @@ def save_checkpoint(
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             meta["optimizer"] = opt_meta
         write_json(tmp / "config.json", meta)
+        for f in tmp.iterdir():  # on disk before the rename, and readable like any result
+            fsync_path(f)
+            default_mode(f)
+        default_mode(tmp, directory=True)
         old = None
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
         os.replace(tmp, directory)
+        fsync_path(directory.parent, directory=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
