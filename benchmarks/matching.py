@@ -40,7 +40,10 @@ CASES = [
 
 
 def naive_discover(fs, ft, sm, tm):
-    """Reference: full similarity matrix, masked arg-maxes, cycle score, stable sort."""
+    """Reference: full similarity matrix, masked arg-maxes, cycle score, stable sort.
+
+    Also the full-matrix reference of tests/correspondence/test_matching.py.
+    """
     d, _, ws = fs.shape
     wt = ft.shape[2]
     a = F.normalize(fs.reshape(d, -1), dim=0).t()
@@ -52,7 +55,7 @@ def naive_discover(fs, ft, sm, tm):
     s, j = s[qi], j[qi]
     pb = back[j]
     pq = torch.stack((qi // ws, qi % ws), 1)
-    dist = (pq - torch.stack((pb // ws, pb % ws), 1)).float().norm(dim=1)
+    dist = (pq - torch.stack((pb // ws, pb % ws), 1)).to(s.dtype).norm(dim=1)
 
     def mm(x, deg):
         return (x - x.min()) / (x.max() - x.min()) if x.max() > x.min() else torch.full_like(x, deg)

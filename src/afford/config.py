@@ -456,3 +456,10 @@ class WeightsSpec:
 
     variant: str = option("tiny", help="registry name (afford info lists them)")
     weights: str | None = option(None, help="weight file; default: AFFORD_WEIGHTS / hub caches")
+
+
+@dataclasses.dataclass
+class ClipWeights(WeightsSpec):
+    """``backbone.clip``: the frozen CLIP (ViT-B/16 in both papers)."""
+
+    variant: str = option("vitb16", help="vitb16 (paper) | tiny")

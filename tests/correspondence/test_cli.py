@@ -17,26 +17,18 @@ def _coffee(tmp_path):
     return p1, p2, img
 
 
+def _correspond(p1, p2, function, *extra):
+    """``afford correspond IMG1 IMG2 --function FUNCTION --dinov2 tiny EXTRA...``."""
+    return main(
+        ["correspond", str(p1), str(p2), "--function", function, "--dinov2", "tiny", *extra]
+    )
+
+
 def test_correspond_transfer_writes_png(tmp_path):
     p1, p2, img = _coffee(tmp_path)
     out = tmp_path / "m.png"
-    rc = main(
-        [
-            "correspond",
-            str(p1),
-            str(p2),
-            "--function",
-            "pour-with",
-            "--dinov2",
-            "tiny",
-            "--device",
-            "cpu",
-            "--points",
-            "100,150",
-            "60,80",
-            "--out",
-            str(out),
-        ]
+    rc = _correspond(
+        p1, p2, "pour-with", "--device", "cpu", "--points", "100,150", "60,80", "--out", str(out)
     )
     assert rc == 0
     drawn = read_image(out)
@@ -52,45 +44,27 @@ def test_correspond_discovery_with_masks(tmp_path):
     write_image(tmp_path / "m1.png", m)
     write_image(tmp_path / "m2.png", m[:, ::-1].copy())
     out = tmp_path / "d.png"
-    rc = main(
-        [
-            "correspond",
-            str(p1),
-            str(p2),
-            "--function",
-            "pour-with",
-            "--dinov2",
-            "tiny",
-            "--device",
-            "cpu",
-            "--mask1",
-            str(tmp_path / "m1.png"),
-            "--mask2",
-            str(tmp_path / "m2.png"),
-            "--top",
-            "5",
-            "--out",
-            str(out),
-        ]
+    rc = _correspond(
+        p1,
+        p2,
+        "pour-with",
+        "--device",
+        "cpu",
+        "--mask1",
+        str(tmp_path / "m1.png"),
+        "--mask2",
+        str(tmp_path / "m2.png"),
+        "--top",
+        "5",
+        "--out",
+        str(out),
     )
     assert rc == 0 and read_image(out).shape == (200, 600, 3)
 
 
 def test_unknown_function_lists_known(tmp_path, capsys):
     p1, p2, _ = _coffee(tmp_path)
-    rc = main(
-        [
-            "correspond",
-            str(p1),
-            str(p2),
-            "--function",
-            "fly-with",
-            "--dinov2",
-            "tiny",
-            "--out",
-            str(tmp_path / "x.png"),
-        ]
-    )
+    rc = _correspond(p1, p2, "fly-with", "--out", str(tmp_path / "x.png"))
     assert rc == 2
     err = capsys.readouterr().err
     assert "unknown function 'fly-with'" in err and "pour-with" in err

@@ -1,10 +1,11 @@
 """Label transfer and discovery against brute-force (per-pixel loop) and full-matrix versions."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from afford.correspondence.matching import (
     discover,
@@ -77,29 +78,16 @@ def _brute_discover_list(fs, ft, sm, tm):
 
 
 # ------------------------------------------------------------------ full matrix (naive)
-def _naive_discover_list(fs, ft, sm, tm):
-    """Builds the whole (Hs*Ws, Ht*Wt) similarity matrix."""
-    d, hs, ws = fs.shape
-    wt = ft.shape[2]
-    a = F.normalize(fs.reshape(d, -1), dim=0).t()
-    b = F.normalize(ft.reshape(d, -1), dim=0).t()
-    S = a @ b.t()
-    s, j = S.masked_fill(~tm.reshape(1, -1), -math.inf).max(dim=1)
-    back = S.t().masked_fill(~sm.reshape(1, -1), -math.inf).max(dim=1).indices
-    qi = sm.reshape(-1).nonzero()[:, 0]
-    s, j = s[qi], j[qi]
-    pb = back[j]
-    pq = torch.stack((qi // ws, qi % ws), 1)
-    pp = torch.stack((pb // ws, pb % ws), 1)
-    dist = (pq - pp).to(s.dtype).norm(dim=1)
+def _load_naive_discover():
+    """``naive_discover`` of benchmarks/matching.py: builds the whole (Hs*Ws, Ht*Wt) matrix."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "matching.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_matching", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.naive_discover
 
-    def mm(x, deg):
-        return (x - x.min()) / (x.max() - x.min()) if x.max() > x.min() else torch.full_like(x, deg)
 
-    score = (1.0 - mm(dist, 0.0)) * mm(s, 1.0)
-    order = torch.sort(score, descending=True, stable=True).indices
-    tgt = torch.stack((j // wt, j % wt), 1)
-    return pq[order], tgt[order], score[order]
+_naive_discover_list = _load_naive_discover()
 
 
 # ------------------------------------------------------------------ transfer

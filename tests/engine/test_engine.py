@@ -34,6 +34,18 @@ def _step(model):
     return step
 
 
+def _linear():
+    """A fresh Linear(3, 1) (global torch RNG) and its SGD optimiser (lr 0.1)."""
+    model = torch.nn.Linear(3, 1)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def _fit(model, opt, x, y, out_dir, epochs, **kwargs):
+    """``fit`` on the linear problem: MSE steps, no config, no progress bars."""
+    return fit(model, opt, _batches(x, y), _step(model), epochs=epochs, out_dir=out_dir,
+               config={}, progress=False, **kwargs)  # fmt: skip
+
+
 def test_checkpoint_roundtrip_with_optimizer(tmp_path):
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -64,20 +76,17 @@ def test_load_checkpoint_rejects_non_checkpoint(tmp_path):
 def test_fit_learns_selects_and_resumes_exactly(tmp_path):
     x, y = _problem()
     seed_everything(0)
-    model = torch.nn.Linear(3, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, opt = _linear()
     vals = iter([3.0, 1.0, 2.0, 5.0])
-    state = fit(
+    state = _fit(
         model,
         opt,
-        _batches(x, y),
-        _step(model),
-        epochs=4,
-        out_dir=tmp_path / "run",
-        config={},
+        x,
+        y,
+        tmp_path / "run",
+        4,
         validate=lambda e: {"loss": next(vals)},
         select="loss",
-        progress=False,
     )
     assert state.epochs[-1]["train"]["total"] < 0.2 * state.epochs[0]["train"]["total"]
     assert state.best_epoch == 2 and state.best == 1.0
@@ -88,30 +97,10 @@ def test_fit_learns_selects_and_resumes_exactly(tmp_path):
 
     # Interrupted run: 2 epochs, then resume to 4 -> identical weights to a straight run.
     seed_everything(0)
-    m2 = torch.nn.Linear(3, 1)
-    o2 = torch.optim.SGD(m2.parameters(), lr=0.1)
-    fit(
-        m2,
-        o2,
-        _batches(x, y),
-        _step(m2),
-        epochs=2,
-        out_dir=tmp_path / "r2",
-        config={},
-        progress=False,
-    )
-    m3 = torch.nn.Linear(3, 1)
-    o3 = torch.optim.SGD(m3.parameters(), lr=0.1)
-    st = fit(
-        m3,
-        o3,
-        _batches(x, y),
-        _step(m3),
-        epochs=4,
-        out_dir=tmp_path / "r2",
-        config={},
-        progress=False,
-    )
+    m2, o2 = _linear()
+    _fit(m2, o2, x, y, tmp_path / "r2", 2)
+    m3, o3 = _linear()
+    st = _fit(m3, o3, x, y, tmp_path / "r2", 4)
     assert st.epoch == 4 and len(st.epochs) == 4
     for a, b in zip(m3.parameters(), model.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -146,8 +135,7 @@ def test_resolve_device():
 
 def test_fit_hooks_per_step_scheduler_and_stateful_objects(tmp_path):
     x, y = _problem()
-    model = torch.nn.Linear(3, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, opt = _linear()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 / (k + 1))
     seen = []
 
@@ -168,19 +156,17 @@ def test_fit_hooks_per_step_scheduler_and_stateful_objects(tmp_path):
         seen.append((state.step, opt.param_groups[0]["lr"]))
         return state.step == 6  # stop in the middle of epoch 2
 
-    state = fit(
+    state = _fit(
         model,
         opt,
-        _batches(x, y),
-        _step(model),
-        epochs=3,
-        out_dir=tmp_path,
-        config={},
+        x,
+        y,
+        tmp_path,
+        3,
         scheduler=sched,
         scheduler_interval="step",
         after_step=after_step,
         stateful={"counter": counter},
-        progress=False,
     )
     # the scheduler stepped after every optimizer step; the hook saw the finished step count
     assert [k for k, _ in seen[:3]] == [1, 2, 3]
@@ -189,9 +175,7 @@ def test_fit_hooks_per_step_scheduler_and_stateful_objects(tmp_path):
     ck = load_checkpoint(tmp_path / "last")
     assert ck["extra"]["stateful"] == {"counter": {"n": 6}}
     fresh = Counter()
-    fit(model, opt, _batches(x, y), _step(model), epochs=2, out_dir=tmp_path, config={},
-        stateful={"counter": fresh}, progress=False)  # fmt: skip
+    _fit(model, opt, x, y, tmp_path, 2, stateful={"counter": fresh})
     assert fresh.n == 6  # restored on resume (nothing left to train: epoch 2 of 2 is done)
     with pytest.raises(AffordError, match="scheduler_interval"):
-        fit(model, opt, _batches(x, y), _step(model), epochs=1, out_dir=tmp_path / "x",
-            config={}, scheduler_interval="batch", progress=False)  # fmt: skip
+        _fit(model, opt, x, y, tmp_path / "x", 1, scheduler_interval="batch")

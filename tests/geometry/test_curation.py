@@ -33,6 +33,21 @@ def _two_assets():
     return src, tgt, f_src, f_tgt
 
 
+def _rendered_pair(n_views):
+    """:func:`_two_assets` seen by ``n_views`` 48 px ring cameras, with 8000-point clouds.
+
+    Returns f_src, f_tgt, the source part map p1 and surface points x1, the target points x2,
+    and each asset's cloud and cloud part labels (c1, l1, c2, l2).
+    """
+    src, tgt, f_src, f_tgt = _two_assets()
+    K, R, t = scenes.ring_cameras(n_views, size=48, focal=60)
+    _, p1, x1 = scenes.render_views(src, K, R, t, 48)
+    _, _, x2 = scenes.render_views(tgt, K, R, t, 48)
+    c1, l1 = src.cloud(8000)
+    c2, l2 = tgt.cloud(8000)
+    return f_src, f_tgt, p1, x1, x2, c1, l1, c2, l2
+
+
 def test_backproject_matches_analytic_surface():
     obj = scenes.SphereObject(np.array([[0.0, 0, 0]]), np.array([0.3]))
     K, R, t = scenes.ring_cameras(2, size=48)
@@ -205,12 +220,7 @@ def test_curate_pair_points_on_parts_and_respect_alignment():
 
 
 def test_curate_pair_subsamples_with_fps():
-    src, tgt, f_src, f_tgt = _two_assets()
-    K, R, t = scenes.ring_cameras(3, size=48, focal=60)
-    _, p1, x1 = scenes.render_views(src, K, R, t, 48)
-    _, _, x2 = scenes.render_views(tgt, K, R, t, 48)
-    c1, l1 = src.cloud(8000)
-    c2, l2 = tgt.cloud(8000)
+    f_src, f_tgt, p1, x1, x2, c1, l1, c2, l2 = _rendered_pair(3)
     pair = A.curate_pair(
         x1, c1, l1 == 1, f_src, x2, c2, l2 == 1, f_tgt, max_points=15, source_view=0, target_view=1
     )
@@ -262,12 +272,7 @@ def test_crop_array_identity_and_outside_fill():
 
 
 def test_curate_pair_source_rank_and_pixel_part_restriction():
-    src, tgt, f_src, f_tgt = _two_assets()
-    K, R, t = scenes.ring_cameras(4, size=48, focal=60)
-    _, p1, x1 = scenes.render_views(src, K, R, t, 48)
-    _, p2, x2 = scenes.render_views(tgt, K, R, t, 48)
-    c1, l1 = src.cloud(8000)
-    c2, l2 = tgt.cloud(8000)
+    f_src, f_tgt, p1, x1, x2, c1, l1, c2, l2 = _rendered_pair(4)
     counts = [
         (
             (V.match_to_cloud(x1[v], c1) >= 0)

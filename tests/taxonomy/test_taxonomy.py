@@ -142,26 +142,29 @@ def test_save_load_round_trip(official, tmp_path, suffix):
     assert not list(tmp_path.glob(".mine*"))  # atomic write left no temporary
 
 
+def _rejects(path, text, match):
+    """Write ``text`` to ``path``: Taxonomy.load must fail with a message matching ``match``."""
+    path.write_text(text)
+    with pytest.raises(AffordError, match=match):
+        Taxonomy.load(path)
+
+
 def test_load_errors_name_file_and_key(tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text("functions: [cut-with]\nparts: {knife: {blade: [saw-with]}}\n")
-    with pytest.raises(AffordError, match=r"t\.yaml: parts\.knife\.blade: unknown functions"):
-        Taxonomy.load(path)
-    path.write_text("functions: [cut-with]\ncolour: red\n")
-    with pytest.raises(AffordError, match=r"t\.yaml: unknown keys \['colour'\]"):
-        Taxonomy.load(path)
-    path.write_text("parts: {}\n")
-    with pytest.raises(AffordError, match=r"t\.yaml: functions: missing"):
-        Taxonomy.load(path)
-    path.write_text("functions: [cut-with, cut-with]\n")
-    with pytest.raises(AffordError, match="duplicated names"):
-        Taxonomy.load(path)
-    path.write_text("functions: [a]\nsplits: {train: [{id: x}]}\n")
-    with pytest.raises(AffordError, match=r"splits\.train\[0\]: expected a mapping"):
-        Taxonomy.load(path)
-    path.write_text("functions: [a\n")
-    with pytest.raises(AffordError, match="not valid YAML"):
-        Taxonomy.load(path)
+    _rejects(
+        path,
+        "functions: [cut-with]\nparts: {knife: {blade: [saw-with]}}\n",
+        r"t\.yaml: parts\.knife\.blade: unknown functions",
+    )
+    _rejects(path, "functions: [cut-with]\ncolour: red\n", r"t\.yaml: unknown keys \['colour'\]")
+    _rejects(path, "parts: {}\n", r"t\.yaml: functions: missing")
+    _rejects(path, "functions: [cut-with, cut-with]\n", "duplicated names")
+    _rejects(
+        path,
+        "functions: [a]\nsplits: {train: [{id: x}]}\n",
+        r"splits\.train\[0\]: expected a mapping",
+    )
+    _rejects(path, "functions: [a\n", "not valid YAML")
     with pytest.raises(AffordError, match="file not found"):
         Taxonomy.load(tmp_path / "none.yaml")
     with pytest.raises(AffordError, match=r"must end in \.json, \.yaml or \.yml"):

@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from afford.config import ConfigError, Mode, TrainConfig, WeightsSpec, config_error, option
+from afford.config import (
+    ClipWeights,
+    ConfigError,
+    Mode,
+    TrainConfig,
+    WeightsSpec,
+    config_error,
+    option,
+)
 
 
 @dataclass
@@ -48,13 +56,6 @@ class Dinov2Weights(WeightsSpec):
     """The frozen DINOv2 image backbone (``backbone.dinov2``)."""
 
     variant: str = option("vitb14", help="vitb14 (paper) | tiny | tiny-synth")
-
-
-@dataclass
-class ClipWeights(WeightsSpec):
-    """The frozen CLIP text encoder of the function names (``backbone.clip``)."""
-
-    variant: str = option("vitb16", help="vitb16 (paper) | tiny")
 
 
 @dataclass

@@ -59,6 +59,14 @@ def _common_dtype(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a.to(dt), b.to(dt)
 
 
+def _feature_pair(feat_src: Tensor, feat_tgt: Tensor) -> tuple[Tensor, Tensor]:
+    """Checked (D,Hs,Ws) source and (D,Ht,Wt) target maps of one common dtype."""
+    fs, ft = _fmap(feat_src, "feat_src"), _fmap(feat_tgt, "feat_tgt")
+    if fs.shape[0] != ft.shape[0]:
+        raise AffordError(f"feat_src has {fs.shape[0]} channels but feat_tgt {ft.shape[0]}")
+    return _common_dtype(fs, ft)
+
+
 def _mask(m: Tensor | None, name: str, hw: tuple[int, int], *, required: bool) -> Tensor | None:
     if m is None:
         if required:
@@ -148,10 +156,7 @@ def transfer(
             intersection is empty the object mask alone is used.
     Returns: (N,2) long predicted target ``(row, col)``; ties -> lowest row-major index.
     """
-    fs, ft = _fmap(feat_src, "feat_src"), _fmap(feat_tgt, "feat_tgt")
-    if fs.shape[0] != ft.shape[0]:
-        raise AffordError(f"feat_src has {fs.shape[0]} channels but feat_tgt {ft.shape[0]}")
-    fs, ft = _common_dtype(fs, ft)
+    fs, ft = _feature_pair(feat_src, feat_tgt)
     hs, ws = fs.shape[1:]
     ht, wt = ft.shape[1:]
     tm = _mask(tgt_mask, "tgt_mask", (ht, wt), required=True)
@@ -240,10 +245,7 @@ def discover(
     Returns: ``Discovery(src (M,2), tgt (M,2), score (M,))`` with M = ``src_mask.sum()``, best
     first; equal scores keep row-major source order.
     """
-    fs, ft = _fmap(feat_src, "feat_src"), _fmap(feat_tgt, "feat_tgt")
-    if fs.shape[0] != ft.shape[0]:
-        raise AffordError(f"feat_src has {fs.shape[0]} channels but feat_tgt {ft.shape[0]}")
-    fs, ft = _common_dtype(fs, ft)
+    fs, ft = _feature_pair(feat_src, feat_tgt)
     hs, ws = fs.shape[1:]
     ht, wt = ft.shape[1:]
     sm = _mask(src_mask, "src_mask", (hs, ws), required=True)

@@ -135,31 +135,29 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise AffordError(f"{path}: not a readable .npz file ({exc})") from exc
 
 
+def _read_pil(path: str | os.PathLike, mode: str) -> np.ndarray:
+    """Read an image file converted to PIL ``mode`` as a uint8 array (AffordError naming it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AffordError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB (H,W,3). Grey and RGBA images are converted.
 
     Raises AffordError naming the file when it is missing or not an image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AffordError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+    return _read_pil(path, "RGB")
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 greyscale (H,W) (e.g. AGD20K GT maps)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AffordError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+    return _read_pil(path, "L")
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:

@@ -38,6 +38,7 @@ import resource
 import shutil
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -471,10 +472,12 @@ class Demo:
             if self.owned and self.aff_root.exists():  # no stale manifest over a partial rewrite
                 shutil.rmtree(self.aff_root)
             manifest = write_affordance_dataset(
-                self.aff_root, seed=self.seed, size=size if size_name == "custom" else size_name,
+                self.aff_root,
+                seed=self.seed,
+                size=size if size_name == "custom" else size_name,
                 force=self.force,
                 progress=self.progress,
-            )  # fmt: skip
+            )
             reused = False
         split = self.profile["affordance"]["split"]
         info["affordance"] = {
@@ -549,62 +552,64 @@ class Demo:
                               corr_root=self.corr_root, out=self.out / "runs" / run)  # fmt: skip
         return resolve_corr_config(raw, f"demo {run}")
 
-    def stage_train(self) -> None:
+    def _train_run(
+        self, run: str, task: str, config: dict, read, fit, describe, extra: tuple[str, ...]
+    ) -> dict:
+        """Write ``run``'s config, train it as ``afford train TASK`` would, return its facts.
+
+        ``read(path) -> (cfg, facts)`` reads the written config exactly as the command does;
+        ``fit(cfg) -> res`` trains; ``describe(facts)`` is the progress line; ``extra`` names
+        the facts reported besides ``epochs``.
+        """
         header = "Written by `afford demo` ({profile}, seed {seed}). Reproduce with:\n  {command}"
+        path = self.out / "configs" / f"{run}.yaml"
+        command = f"afford train {task} --config {path} --no-resume"
+        _write_yaml(
+            path, config, header.format(profile=self.profile_name, seed=self.seed, command=command)
+        )
+        cfg, facts = read(path)
+        _say(f"  {run}: {describe(facts)} ({path.name})")
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        res = fit(cfg)
+        self.runs[run] = Path(res["run"])
+        info = {
+            "config": str(path),
+            "run": res["run"],
+            "best_epoch": res["best_epoch"],
+            "select": res["select"],
+            "epochs": facts["epochs"],
+            **{k: facts[k] for k in extra},
+            "final_train": res["final_train"],
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": _cpu_seconds() - c0,
+        }
+        self.cmd(f"train {run}", command)
+        return info
+
+    def stage_train(self) -> None:
         info: dict[str, Any] = {}
         for run in GROUNDING_RUNS:
-            path = self.out / "configs" / f"{run}.yaml"
-            command = f"afford train grounding --config {path} --no-resume"
-            _write_yaml(
-                path,
+            # read_grounding_config: exactly what `afford train grounding` reads
+            info[run] = self._train_run(
+                run,
+                "grounding",
                 self.grounding_config(run),
-                header.format(profile=self.profile_name, seed=self.seed, command=command),
+                read_grounding_config,
+                fit_grounding,
+                lambda f: f"Table 2 row ({f['table2_row']})",
+                ("augment",),
             )
-            cfg, facts = read_grounding_config(path)  # exactly what `afford train grounding` reads
-            _say(f"  {run}: Table 2 row ({facts['table2_row']}) ({path.name})")
-            t0, c0 = time.perf_counter(), _cpu_seconds()
-            res = fit_grounding(cfg)
-            self.runs[run] = Path(res["run"])
-            info[run] = {
-                "config": str(path),
-                "run": res["run"],
-                "best_epoch": res["best_epoch"],
-                "select": res["select"],
-                "epochs": facts["epochs"],
-                "augment": facts["augment"],
-                "final_train": res["final_train"],
-                "wall_s": time.perf_counter() - t0,
-                "cpu_s": _cpu_seconds() - c0,
-            }
-            self.cmd(f"train {run}", command)
         for run in CORR_RUNS:
-            path = self.out / "configs" / f"{run}.yaml"
-            command = f"afford train correspondence --config {path} --no-resume"
-            _write_yaml(
-                path,
+            # read_corr_config: exactly what `afford train correspondence` reads
+            info[run] = self._train_run(
+                run,
+                "correspondence",
                 self.corr_config(run),
-                header.format(profile=self.profile_name, seed=self.seed, command=command),
+                read_corr_config,
+                partial(fit_corr, progress=self.progress),
+                lambda f: f"functional={f['functional']} spatial={f['spatial']}",
+                ("iterations", "spatial_points"),
             )
-            cfg, facts = read_corr_config(path)  # exactly what `afford train correspondence` reads
-            _say(
-                f"  {run}: functional={facts['functional']} spatial={facts['spatial']} ({path.name})"
-            )
-            t0, c0 = time.perf_counter(), _cpu_seconds()
-            res = fit_corr(cfg, progress=self.progress)
-            self.runs[run] = Path(res["run"])
-            info[run] = {
-                "config": str(path),
-                "run": res["run"],
-                "best_epoch": res["best_epoch"],
-                "select": res["select"],
-                "epochs": facts["epochs"],
-                "iterations": facts["iterations"],
-                "spatial_points": facts["spatial_points"],
-                "final_train": res["final_train"],
-                "wall_s": time.perf_counter() - t0,
-                "cpu_s": _cpu_seconds() - c0,
-            }
-            self.cmd(f"train {run}", command)
         self.results["training"] = info
 
     # ------------------------------------------------------------------ stage 3: evaluate

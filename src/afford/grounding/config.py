@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from afford.config import (
+    ClipWeights,
     ConfigError,
     Mode,
     TrainConfig,
@@ -307,10 +308,9 @@ class DinoSpec(WeightsSpec):
 
 
 @dataclass
-class ClipSpec(WeightsSpec):
+class ClipSpec(ClipWeights):
     """``backbone.clip``: the frozen CLIP (ViT-B/16) and its input normalisation."""
 
-    variant: str = option("vitb16", help="vitb16 | tiny")
     normalize: Literal["clip", "imagenet"] | None = option(
         None, help="null: imagenet in official mode (released code), else clip"
     )

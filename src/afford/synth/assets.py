@@ -58,6 +58,7 @@ import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +397,19 @@ def _u(rng, a, b) -> float:
 # categories
 
 
+def _drinking_rim(b: _Builder, R: float, H: float, w: float, rh: float, style: dict) -> None:
+    """Add the ``rim`` part of a vessel: the top ``rh`` of a wall of outer radius R, thickness w."""
+    rim = S.revolve([[R - w, H - rh], [R, H - rh], [R, H], [R - w, H]], closed=True)
+    b.part(
+        "rim",
+        rim,
+        S.frame([R, 0, H], (1, 0, 0), (0, 0, 1)),
+        ("drink-with",),
+        ("drink_with",),
+        **style,
+    )
+
+
 def _mug(rng) -> _Builder:
     b = _Builder()
     R, H, w = _u(rng, 0.32, 0.5), _u(rng, 0.75, 1.1), _u(rng, 0.03, 0.05)
@@ -404,16 +418,10 @@ def _mug(rng) -> _Builder:
     body = S.revolve(
         [[0, 0], [R * taper, 0], [R, H - rh], [R - w, H - rh], [R * taper - w, 0.08], [0, 0.08]]
     )
-    rim = S.revolve([[R - w, H - rh], [R, H - rh], [R, H], [R - w, H]], closed=True)
     style = _ceramic(rng)
     b.part("body", body, S.frame([0, 0, H / 2], (1, 0, 0), (0, 0, 1)), **style)
-    b.part(
-        "rim",
-        rim,
-        S.frame([R, 0, H], (1, 0, 0), (0, 0, 1)),
-        ("drink-with",),
-        ("drink_with",),
-        **dict(style, color=tuple(min(1.0, c * 1.1) for c in style["color"])),
+    _drinking_rim(
+        b, R, H, w, rh, dict(style, color=tuple(min(1.0, c * 1.1) for c in style["color"]))
     )
     handle, fr = _side_handle(
         rng, -R + 0.02, H * 0.2, H * 0.8, _u(rng, 0.2, 0.3), _u(rng, 0.035, 0.05)
@@ -434,19 +442,11 @@ def _cup(rng) -> _Builder:
     Rb = R * _u(rng, 0.6, 0.8)
     rh = 0.05
     body = S.revolve([[0, 0], [Rb, 0], [R, H - rh], [R - w, H - rh], [Rb - w, 0.06], [0, 0.06]])
-    rim = S.revolve([[R - w, H - rh], [R, H - rh], [R, H], [R - w, H]], closed=True)
     style = _plastic(rng) if rng.uniform() < 0.5 else _ceramic(rng)
     b.part(
         "body", body, S.frame([0, 0, H / 2], (0, 0, 1), (1, 0, 0)), ("grasp",), ("hold",), **style
     )
-    b.part(
-        "rim",
-        rim,
-        S.frame([R, 0, H], (1, 0, 0), (0, 0, 1)),
-        ("drink-with",),
-        ("drink_with",),
-        **style,
-    )
+    _drinking_rim(b, R, H, w, rh, style)
     z0, z1 = 0.12 * H, 0.3 * H
     r0, r1 = Rb + (R - Rb) * 0.12 * 1.02 + 0.01, Rb + (R - Rb) * 0.3 + 0.012
     band = S.revolve([[r0 - 0.01, z0], [r0, z0], [r1, z1], [r1 - 0.01, z1]], closed=True)
@@ -672,14 +672,6 @@ def _knife_like(rng, category: str) -> _Builder:
     return b
 
 
-def _knife(rng) -> _Builder:
-    return _knife_like(rng, "knife")
-
-
-def _cleaver(rng) -> _Builder:
-    return _knife_like(rng, "cleaver")
-
-
 def _scissors(rng) -> _Builder:
     b = _Builder()
     L = _u(rng, 0.6, 0.9)
@@ -786,14 +778,6 @@ def _spoon_like(rng, category: str) -> _Builder:
     return b
 
 
-def _spoon(rng) -> _Builder:
-    return _spoon_like(rng, "spoon")
-
-
-def _ladle(rng) -> _Builder:
-    return _spoon_like(rng, "ladle")
-
-
 def _spatula(rng) -> _Builder:
     b = _Builder()
     Wd, Ln = _u(rng, 0.22, 0.32), _u(rng, 0.3, 0.42)
@@ -829,19 +813,24 @@ def _spatula(rng) -> _Builder:
     return b
 
 
-def _hammer(rng) -> _Builder:
-    b = _Builder()
-    L = _u(rng, 0.9, 1.2)
-    hr = _u(rng, 0.04, 0.06)
-    handle = S.capsule(hr, [0, 0, 0], [0, 0, L])
+def _upright_handle(b: _Builder, handle: trimesh.Trimesh, L: float, style: dict) -> None:
+    """Add the graspable ``handle`` of a striking tool: standing on +z from the origin, length L."""
     b.part(
         "handle",
         handle,
         S.frame([0, 0, L * 0.35], (0, 0, 1), (-1, 0, 0.001)),
         ("grasp",),
         ("hold",),
-        **(_wood(rng) if rng.uniform() < 0.6 else _plastic(rng)),
+        **style,
     )
+
+
+def _hammer(rng) -> _Builder:
+    b = _Builder()
+    L = _u(rng, 0.9, 1.2)
+    hr = _u(rng, 0.04, 0.06)
+    handle = S.capsule(hr, [0, 0, 0], [0, 0, L])
+    _upright_handle(b, handle, L, _wood(rng) if rng.uniform() < 0.6 else _plastic(rng))
     hw = _u(rng, 0.08, 0.12)
     hx = _u(rng, 0.18, 0.26)
     metal = _metal(rng)
@@ -879,14 +868,7 @@ def _mallet(rng) -> _Builder:
     L = _u(rng, 0.8, 1.1)
     hr = _u(rng, 0.035, 0.05)
     handle = S.cylinder(hr, [0, 0, 0], [0, 0, L], sections=20)
-    b.part(
-        "handle",
-        handle,
-        S.frame([0, 0, L * 0.35], (0, 0, 1), (-1, 0, 0.001)),
-        ("grasp",),
-        ("hold",),
-        **_wood(rng),
-    )
+    _upright_handle(b, handle, L, _wood(rng))
     hrad = _u(rng, 0.14, 0.2)
     hl = _u(rng, 0.22, 0.3)
     head = S.cylinder(hrad, [-hl, 0, L], [hl, 0, L], sections=32)
@@ -1012,20 +994,20 @@ def _brush(rng) -> _Builder:
 _GENERATORS: dict[str, Callable[[np.random.Generator], _Builder]] = {
     "bottle": _bottle,
     "brush": _brush,
-    "cleaver": _cleaver,
+    "cleaver": partial(_knife_like, category="cleaver"),
     "cup": _cup,
     "fork": _fork,
     "hammer": _hammer,
     "jug": _jug,
     "kettle": _kettle,
-    "knife": _knife,
-    "ladle": _ladle,
+    "knife": partial(_knife_like, category="knife"),
+    "ladle": partial(_spoon_like, category="ladle"),
     "mallet": _mallet,
     "mug": _mug,
     "pan": _pan,
     "scissors": _scissors,
     "spatula": _spatula,
-    "spoon": _spoon,
+    "spoon": partial(_spoon_like, category="spoon"),
     "watering_can": _watering_can,
 }
 
