@@ -35,6 +35,25 @@ GROUPS = {
 }
 
 
+#: Optional dependencies (import name -> the extra that installs them, pyproject.toml).
+OPTIONAL = {
+    "trimesh": "synth",
+    "embreex": "synth",
+    "rtree": "synth",
+    "skimage": "synth",
+    "gradio": "web",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a missing optional dependency, or None for any other."""
+    name = (exc.name or "").split(".")[0]
+    if name not in OPTIONAL:
+        return None
+    extra = OPTIONAL[name]
+    return f"this command needs {name!r}, from the optional {extra!r} extra: pip install 'afford[{extra}]'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="afford",
@@ -64,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
     except AffordError as exc:
         print(f"afford: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        msg = missing_extra(exc)
+        if msg is None:
+            raise
+        print(f"afford: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("afford: interrupted", file=sys.stderr)
