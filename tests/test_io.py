@@ -3,6 +3,7 @@
 import os
 import stat
 
+import pytest
 import torch
 
 from afford.data.io import atomic_path, write_json, write_text
@@ -45,3 +46,44 @@ def test_checkpoint_folders_get_the_usual_modes(tmp_path):
     assert stat.S_IMODE(ckpt.stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in ckpt.iterdir()} == {0o644}
     assert load_checkpoint(ckpt)["config"] == {"what": "linear"}
+
+
+def test_output_dir_refuses_existing_results_unless_overwrite(tmp_path):
+    from afford.data.io import output_dir
+    from afford.errors import UsageError
+
+    out = output_dir(tmp_path / "run")
+    assert out.is_dir()
+    (out / "results.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"--out: .*already holds results \(results.json\)"):
+        output_dir(out)
+    assert (out / "results.json").read_text() == "{}"  # nothing touched
+    assert output_dir(out, overwrite=True) == out
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        output_dir(tmp_path / "file", arg="--report")
+
+
+def test_cli_exit_codes_follow_error_kind(monkeypatch, capsys):
+    import afford.cli as cli
+    from afford.errors import AffordError, DataError, UsageError
+
+    for exc, code in ((UsageError("u"), 2), (DataError("d"), 1), (AffordError("a"), 2)):
+
+        def boom(args, exc=exc):
+            raise exc
+
+        parser = cli.build_parser()
+        args = parser.parse_args(["info"])
+        args.func = boom
+        monkeypatch.setattr(cli, "build_parser", lambda a=args: _Fixed(a))
+        assert cli.main(["info"]) == code
+        assert capsys.readouterr().err.strip() == f"afford: error: {exc}"
+
+
+class _Fixed:
+    def __init__(self, args):
+        self.args = args
+
+    def parse_args(self, argv):
+        return self.args

@@ -32,6 +32,7 @@ GROUPS = {
     "train": "train a model from a YAML config",
     "eval": "evaluate a checkpoint; writes results.json",
     "synth": "write a synthetic dataset (offline, deterministic for a seed)",
+    "prepare": "turn real 3-D assets and datasets into afford training and evaluation data",
 }
 
 
@@ -82,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except AffordError as exc:
+        if args.verbose:
+            logging.getLogger("afford").exception("traceback (-v)")
         print(f"afford: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except ModuleNotFoundError as exc:
         msg = missing_extra(exc)
         if msg is None:

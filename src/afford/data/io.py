@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from afford.errors import AffordError
+from afford.errors import AffordError, UsageError
 
 
 def _umask() -> int:
@@ -47,6 +47,41 @@ def fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
         pass
     finally:
         os.close(fd)
+
+
+#: Files whose presence means a folder already holds a finished command's results.
+RESULT_MARKERS = ("results.json",)
+
+
+def output_dir(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    markers: tuple[str, ...] = RESULT_MARKERS,
+    arg: str = "--out",
+) -> Path:
+    """Create (if needed) and return an output folder that is safe to write results into.
+
+    A folder that already holds any of ``markers`` is refused unless ``overwrite``: results
+    are never replaced silently.  A folder that cannot be created or written is refused too.
+    Both are ``UsageError`` naming ``arg`` and the folder.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{arg}: {out} exists and is not a folder")
+    held = [m for m in markers if (out / m).exists()]
+    if held and not overwrite:
+        raise UsageError(
+            f"{arg}: {out} already holds results ({', '.join(held)}); pass --overwrite to "
+            "replace them or choose another folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{arg}: cannot create {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"{arg}: {out} is not writable")
+    return out
 
 
 @contextlib.contextmanager
