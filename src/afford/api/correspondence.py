@@ -113,12 +113,13 @@ def grid_points(mask: np.ndarray, n: int) -> np.ndarray:
 class Corresponder:
     """A loaded correspondence checkpoint (model, frozen DINOv2, CLIP text encoder)."""
 
-    def __init__(self, model, dino, clip, functions, conf, checkpoint: Path, device) -> None:
-        self.model, self.dino, self.clip = model, dino, clip
-        self.config = conf
-        self.checkpoint = Path(checkpoint)
+    def __init__(self, row, functions, checkpoint: str | Path, device, *, dino, clip=None,
+                 model=None, config=None) -> None:  # fmt: skip
+        self.row, self.model, self.dino, self.clip = row, model, dino, clip
+        self.config = config
+        self.checkpoint = checkpoint
         self.device = device
-        self.row = ModelRow(model, dino, clip, list(functions))
+        self._functions = list(functions)
         self._info: dict[str, Any] | None = None
 
     @classmethod
@@ -137,19 +138,40 @@ class Corresponder:
             path,
             lambda: load_trained(path, dev, allow_backbone_mismatch=allow_backbone_mismatch),
         )
-        return cls(model, dino, clip, functions, conf, path, dev)
+        row = ModelRow(model, dino, clip, list(functions))
+        return cls(row, functions, path, dev, dino=dino, clip=clip, model=model, config=conf)
+
+    @classmethod
+    def baseline(
+        cls, variant: str = "vitb14", *, weights: str | os.PathLike | None = None,
+        device: str = "auto",
+    ) -> Corresponder:  # fmt: skip
+        """The frozen-DINOv2 baseline (the paper's "DINO" row; no training, any function of
+        the shipped taxonomies): ``variant`` "vitb14" (real weights) or "tiny"."""
+        from afford.backbones import load_dinov2
+        from afford.correspondence.baselines import BackboneRow
+        from afford.correspondence.text import default_functions
+
+        dev = resolve_device(device)
+        dino = load_dinov2(weights, variant=variant, device=dev)
+        return cls(BackboneRow(dino), default_functions(), f"baseline:dino:{variant}", dev,
+                   dino=dino)  # fmt: skip
 
     @property
     def functions(self) -> list[str]:
         """The functions ("pour-with", ...) this checkpoint was trained on."""
-        return list(self.row.functions)
+        return list(self._functions)
 
     @property
     def info(self) -> dict[str, Any]:
         if self._info is None:
             self._info = {
                 "checkpoint": str(self.checkpoint),
-                "backbones": {"dinov2": backbone_info(self.dino), "clip": backbone_info(self.clip)},
+                "backbones": {
+                    k: backbone_info(m)
+                    for k, m in (("dinov2", self.dino), ("clip", self.clip))
+                    if m is not None
+                },
             }
         return self._info
 

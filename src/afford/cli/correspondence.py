@@ -78,26 +78,38 @@ def register(groups: dict) -> None:
 
     c = groups["top"].add_parser(
         "correspond",
-        help="dense functional correspondence between two images",
-        description="Label transfer of --points from IMG1 to IMG2, or the top discovered "
-        "matches, drawn as lines. Masks default to a foreground estimate (object on a plain "
-        "background; the full image if that fails). Without --checkpoint the frozen DINOv2 "
-        "baseline is used.",
+        help="dense functional correspondence between an image and one or more others",
+        description="Label transfer of --points from IMG1 to each IMG2, or the top discovered "
+        "matches. Per pair, --out DIR gets <a>__<b>.png (matches drawn as lines), .json "
+        "(matched coordinates and scores, checkpoint and backbones) and .npy ((N,5) rows "
+        "src_row, src_col, tgt_row, tgt_col, score), plus results.json; --out FILE.png (one "
+        "pair) writes the png there with .json and .npy beside it. Masks default to a "
+        "foreground estimate (object on a plain background; the full image if that fails). "
+        "Default model: the shipped toy demo; --dinov2 VARIANT uses the frozen DINOv2 "
+        "baseline instead.",
     )
-    c.add_argument("image1", metavar="IMG1")
-    c.add_argument("image2", metavar="IMG2")
+    c.add_argument("image1", metavar="IMG1", help="source image")
+    c.add_argument("image2", metavar="IMG2", nargs="+", help="target image(s) and/or folders")
     c.add_argument("--function", required=True, help="e.g. pour-with")
-    c.add_argument("--checkpoint", help="trained run or checkpoint folder")
+    c.add_argument("--checkpoint", help="trained run or checkpoint folder (default: 'demo')")
     c.add_argument("--mask1", help="object mask of IMG1 (image, non-zero = object)")
-    c.add_argument("--mask2", help="object mask of IMG2")
+    c.add_argument("--mask2", help="object mask of IMG2 (one target only)")
     c.add_argument("--points", nargs="+", metavar="R,C", help="IMG1 points (row,col) to transfer")
-    c.add_argument("--top", type=int, default=30, help="matches to draw without --points")
+    c.add_argument("--both-directions", action="store_true",
+                   help="with --points: also carry each match back (reverse scores, cycle "
+                   "errors)")  # fmt: skip
+    c.add_argument("--top", type=int, default=30, help="matches to keep without --points")
     c.add_argument(
         "--stride", type=int, default=2, help="discovery on every N-th crop pixel (speed)"
     )
-    c.add_argument("--out", default="matches.png", help="output image")
-    c.add_argument("--dinov2", default="vitb14", help="backbone variant without --checkpoint")
-    c.add_argument("--dinov2-weights", help="backbone weight file without --checkpoint")
+    c.add_argument("--out", default="afford-correspond", help="output folder (or FILE.png)")
+    c.add_argument("--overwrite", action="store_true", help="replace results in --out")
+    c.add_argument("--allow-backbone-mismatch", action="store_true",
+                   help="run even if the backbone differs from the checkpoint's")  # fmt: skip
+    c.add_argument("--dinov2", default=None,
+                   help="use the frozen DINOv2 baseline of this variant (vitb14|tiny) instead of "
+                   "a checkpoint")  # fmt: skip
+    c.add_argument("--dinov2-weights", help="baseline backbone weight file (with --dinov2)")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_correspond)
 
@@ -217,31 +229,29 @@ def _parse_points(items: list[str]):
 
 
 def _correspond(args: argparse.Namespace) -> int:
-    from afford.backbones import load_dinov2
-    from afford.correspondence.baselines import BackboneRow, ModelRow
-    from afford.correspondence.infer import correspond
-    from afford.correspondence.text import check_function, default_functions
-    from afford.correspondence.train import load_trained
-    from afford.data.io import read_gray, read_image, write_image
-    from afford.engine import resolve_device
-    from afford.viz import draw_matches
+    from afford.api.batch import correspond_files
+    from afford.api.correspondence import Corresponder
 
-    device = resolve_device(args.device)
-    if args.checkpoint:
-        model, dino, clip, functions, _ = load_trained(args.checkpoint, device)
-        check_function(args.function, functions)
-        row = ModelRow(model, dino, clip, functions)
+    if args.dinov2 or args.dinov2_weights:
+        if args.checkpoint:
+            raise AffordError("give --checkpoint or --dinov2 (the baseline), not both")
+        corr = Corresponder.baseline(args.dinov2 or "vitb14", weights=args.dinov2_weights,
+                                     device=args.device)  # fmt: skip
     else:
-        check_function(args.function, default_functions())
-        row = BackboneRow(load_dinov2(args.dinov2_weights, variant=args.dinov2, device=device))
-    img1, img2 = read_image(args.image1), read_image(args.image2)
-    m1 = read_gray(args.mask1) > 0 if args.mask1 else None
-    m2 = read_gray(args.mask2) > 0 if args.mask2 else None
+        corr = Corresponder.from_checkpoint(args.checkpoint or "demo", device=args.device,
+                                            allow_backbone_mismatch=args.allow_backbone_mismatch)  # fmt: skip
+    if args.function not in corr.functions:
+        from afford.correspondence.text import check_function
+
+        check_function(args.function, corr.functions)
     pts = _parse_points(args.points) if args.points else None
-    res = correspond(row, img1, img2, args.function, m1, m2, pts, top=args.top, stride=args.stride)
-    write_image(args.out, draw_matches(img1, img2, res["pts1"], res["pts2"]))
-    print(
-        f"wrote {args.out} ({len(res['pts1'])} matches, "
-        f"{'transfer' if pts is not None else 'discovery'})"
-    )
+    res = correspond_files(
+        args.image1, args.image2, args.function, corresponder=corr, out=args.out, points=pts,
+        top=args.top, stride=args.stride, both_directions=args.both_directions,
+        mask_a=args.mask1, mask_b=args.mask2, overwrite=args.overwrite,
+    )  # fmt: skip
+    n = sum(r["n"] for r in res["results"])
+    where = res["results"][0]["files"]["overlay"] if args.out.lower().endswith(".png") else args.out
+    print(f"wrote {where} ({res['n']} pair(s), {n} matches, "
+          f"{'transfer' if pts is not None else 'discovery'})")  # fmt: skip
     return 0

@@ -4,6 +4,8 @@
     afford train grounding --config PATH|NAME [--set section.key=value ...] [--print-config]
                            [--select-on-test] [--out DIR] [--device D] [--no-resume]
     afford eval grounding --checkpoint RUN [--set section.key=value ...] [--print-config] ...
+    afford ground IMAGES...|DIR --action A [--out DIR] [--batch-size N] [--checkpoint C]
+    afford import-checkpoint RELEASED.pth --out DIR [--dataset D]
 """
 
 from __future__ import annotations
@@ -52,16 +54,22 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ground(args: argparse.Namespace) -> int:
-    from afford.grounding.infer import ground
+    from afford.api.batch import ground_files
 
-    res = ground(
-        args.image,
+    res = ground_files(
+        args.images,
         args.action,
-        checkpoint=args.checkpoint,
+        checkpoint=args.checkpoint or "demo",
         out=args.out,
+        batch_size=args.batch_size,
         device=args.device or "auto",
+        overwrite=args.overwrite,
+        allow_backbone_mismatch=args.allow_backbone_mismatch,
     )
-    print(f"wrote {res['heatmap']} and {res['overlay']}")
+    t = res["timing"]
+    where = res["results"][0]["files"]["overlay"] if args.out.lower().endswith(".png") else args.out
+    print(f"grounded '{args.action}' on {res['n']} image(s) with {res['checkpoint']} "
+          f"(load {t['load_s']:.1f} s, predict {t['predict_s']:.1f} s): wrote {where}")  # fmt: skip
     return 0
 
 
@@ -70,8 +78,10 @@ def _import(args: argparse.Namespace) -> int:
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     out = import_checkpoint(
-        args.src, args.out, dataset=args.dataset, classes=classes, mode=args.mode
-    )
+        args.src, args.out, dataset=args.dataset, classes=classes, mode=args.mode,
+        dino_weights=args.dino_weights, clip_weights=args.clip_weights,
+        copy_backbones=args.copy_backbones,
+    )  # fmt: skip
     print(f"wrote {out}")
     return 0
 
@@ -115,11 +125,25 @@ def register(groups: dict) -> None:
                    help="print the checkpoint's config (with --set applied) and exit")  # fmt: skip
     p.set_defaults(func=_eval)
 
-    p = groups["top"].add_parser("ground", help="affordance heatmap of one image for an action")
-    p.add_argument("image", help="image file")
+    p = groups["top"].add_parser(
+        "ground",
+        help="affordance heatmaps of images for an action (batched, one model load)",
+        description="Ground an action on every image (files or folders of images). Per image, "
+        "--out DIR gets <stem>.png (overlay), <stem>.json (peak, heatmap statistics, "
+        "checkpoint and backbones) and <stem>.npy (the float heatmap at the image's size), "
+        "plus results.json. --out FILE.png (one image) writes the grey heatmap there and "
+        "<stem>_overlay.png, .json, .npy beside it. Default model: the shipped toy demo.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders")
     p.add_argument("--action", required=True, help="affordance name, e.g. hold")
-    p.add_argument("--checkpoint", default=None, help="grounding checkpoint (default: demo)")
-    p.add_argument("--out", default="heat.png", help="heatmap png (+ <stem>_overlay.png)")
+    p.add_argument("--checkpoint", default=None,
+                   help="grounding checkpoint or run folder (default: 'demo', the shipped toy "
+                   "model)")  # fmt: skip
+    p.add_argument("--out", default="afford-ground", help="output folder (or FILE.png)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="replace results in --out")
+    p.add_argument("--allow-backbone-mismatch", action="store_true",
+                   help="run even if the backbone differs from the checkpoint's")  # fmt: skip
     p.add_argument("--device", default=None)
     p.set_defaults(func=_ground)
 
@@ -132,4 +156,11 @@ def register(groups: dict) -> None:
     p.add_argument("--dataset", default=None, choices=["agd20k_seen", "agd20k_unseen", "hico_iif"])
     p.add_argument("--classes", default=None, help="comma-separated class names (custom data)")
     p.add_argument("--mode", default="official", choices=["official", "paper"])
+    p.add_argument("--dino-weights", default=None,
+                   help="DINO ViT-S/16 weight file to reference (default: resolved like every "
+                   "backbone: $AFFORD_WEIGHTS, hub caches)")  # fmt: skip
+    p.add_argument("--clip-weights", default=None, help="CLIP ViT-B/16 weight file to reference")
+    p.add_argument("--copy-backbones", action="store_true",
+                   help="store the release's backbone tensors beside the checkpoint (686 MB) "
+                   "instead of referencing the official weight files")  # fmt: skip
     p.set_defaults(func=_import)

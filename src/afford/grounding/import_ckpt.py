@@ -9,9 +9,16 @@ The released ``Net`` state dict (saved with ``torch.save``) holds:
 * the frozen CLIP under ``net.*`` (OpenAI CLIP layout).
 
 Output: an afford checkpoint folder (``model.safetensors`` + ``config.json``, loadable by
-``afford eval grounding`` / ``afford ground``) plus ``dino.safetensors`` and
-``clip.safetensors`` beside it, referenced from the config by relative path.  The file is read
-with ``torch.load(weights_only=True)`` (no code from the file is executed).
+``afford eval grounding`` / ``afford ground`` / ``afford.Grounder``).  The frozen backbones are
+*referenced*, not copied: the release's ``vit_model.*`` / ``net.*`` tensors are compared with
+the official DINO ViT-S/16 and CLIP ViT-B/16 files (``--dino-weights`` / ``--clip-weights``, or
+resolved like every backbone: ``$AFFORD_WEIGHTS``, the hub caches), and when they are the same
+weights the config names that backbone and stores its record (name + digest,
+:mod:`afford.backbones.policy`); loading later checks the record.  A release whose backbone
+differs from the official one, or backbones of the tiny width (tests), are written beside the
+checkpoint (``dino.safetensors`` / ``clip.safetensors``, referenced by relative path), as is
+everything with ``copy_backbones=True`` (``--copy-backbones``).  The file is read with
+``torch.load(weights_only=True)`` (no code from the file is executed).
 
 Released checkpoints reproduce the released code, so the default is ``mode="official"`` (soft
 calibration, ImageNet-normalised CLIP input).  The class list comes from ``--dataset`` or,
@@ -20,17 +27,21 @@ when omitted, from the classifier width (36 Seen, 25 Unseen, 10 HICO-IIF).
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from afford.backbones import load_clip, load_dino, policy
+from afford.backbones.weights import read_state_dict, resolve_weights
 from afford.config import from_dict, to_dict
 from afford.data.agd20k import DATASETS
 from afford.data.io import atomic_path
 from afford.engine import save_checkpoint
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 from afford.grounding.config import GroundingConfig, GroundingExperiment
 from afford.grounding.model import GroundingModel
 
@@ -45,6 +56,9 @@ HEAD_PREFIXES = (
 DINO_PREFIX = "vit_model."
 CLIP_PREFIX = "net."
 _BY_WIDTH = {36: "agd20k_seen", 25: "agd20k_unseen", 10: "hico_iif"}
+_FAMILY_ARG = {"dino": "--dino-weights", "clip": "--clip-weights"}
+
+log = logging.getLogger(__name__)
 
 
 def read_released(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -88,6 +102,46 @@ def _variant(family: str, width: int) -> str:
     return {"dino": "vits16", "clip": "vitb16"}[family] if width == real else "tiny"
 
 
+def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """True when ``a`` and ``b`` hold the same keys and values (floats compared in float32, so
+    the fp16 OpenAI CLIP file equals an fp32 copy of it; non-tensor entries ignored)."""
+    if set(a) != set(b):
+        return False
+    for k, va in a.items():
+        vb = b[k]
+        if tuple(va.shape) != tuple(vb.shape):
+            return False
+        if va.is_floating_point() or vb.is_floating_point():
+            if not torch.equal(va.float(), vb.float()):
+                return False
+        elif not torch.equal(va, vb):
+            return False
+    return True
+
+
+def _official(family: str, embedded: dict, weights) -> Path | None:
+    """The official weight file of ``family`` when it holds exactly the ``embedded`` tensors;
+    None when the release's backbone is another one. AffordError when no file is found."""
+    try:
+        path = resolve_weights(family, weights)
+    except AffordError as exc:
+        raise DataError(
+            f"the release embeds the {family} backbone; to reference it instead of copying "
+            f"686 MB, afford needs the official file: {exc}. Or pass {_FAMILY_ARG[family]} FILE, "
+            "or --copy-backbones to store the release's own tensors"
+        ) from None
+    official = read_state_dict(path)
+    if family == "clip":  # TorchScript extras (input_resolution, ...) are not weights
+        official = {k: v for k, v in official.items() if k in embedded}
+    return path if same_tensors(embedded, official) else None
+
+
+def _record_of_file(family: str, path: Path, variant: str, normalize: str) -> dict:
+    if family == "dino":
+        return policy.record(load_dino(weights=path, variant=variant))
+    return policy.record(load_clip(weights=path, variant=variant, normalize=normalize))
+
+
 def import_checkpoint(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -97,6 +151,7 @@ def import_checkpoint(
     mode: str = "official",
     dino_weights: str | None = None,
     clip_weights: str | None = None,
+    copy_backbones: bool = False,
 ) -> Path:
     """Convert the released state dict ``src`` into the checkpoint folder ``out``.
 
@@ -105,8 +160,11 @@ def import_checkpoint(
             classifier width.
         classes: explicit class list (overrides ``dataset``).
         mode: "official" (default; the released behaviour) or "paper".
-        dino_weights, clip_weights: backbone weight files to reference when the release file
-            does not contain ``vit_model.*`` / ``net.*``.
+        dino_weights, clip_weights: backbone weight files to reference (the official files;
+            default: resolved like every backbone); needed when the release holds no
+            ``vit_model.*`` / ``net.*``.
+        copy_backbones: store the release's backbone tensors beside the checkpoint instead of
+            referencing the official files.
 
     Returns:
         ``out``.
@@ -158,27 +216,53 @@ def import_checkpoint(
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AffordError(f"{out}: already exists and is not empty; choose another --out")
-    backbone: dict = {"clip": {"normalize": "imagenet" if mode == "official" else "clip"}}
+    normalize = "imagenet" if mode == "official" else "clip"
+    backbone: dict = {"clip": {"normalize": normalize}, "dino": {}}
     files: dict[str, dict[str, torch.Tensor]] = {}
-    if dino:
-        files["dino.safetensors"] = dino
-        width = int(dino["cls_token"].shape[-1]) if "cls_token" in dino else feat_dim
-        backbone["dino"] = {"variant": _variant("dino", width), "weights": "dino.safetensors"}
-    elif dino_weights:
-        backbone["dino"] = {"weights": str(dino_weights)}
-    if clip:
-        files["clip.safetensors"] = clip
-        width = int(clip["visual.conv1.weight"].shape[0]) if "visual.conv1.weight" in clip else 768
-        backbone["clip"].update(variant=_variant("clip", width), weights="clip.safetensors")
-    elif clip_weights:
-        backbone["clip"]["weights"] = str(clip_weights)
+    refs: dict[str, tuple[Path, str]] = {}  # family -> (file, variant) for the records
+    given = {"dino": dino_weights, "clip": clip_weights}
+    for family, tensors in (("dino", dino), ("clip", clip)):
+        if tensors:
+            if family == "dino":
+                width = int(tensors["cls_token"].shape[-1]) if "cls_token" in tensors else feat_dim
+            else:
+                w = tensors.get("visual.conv1.weight")
+                width = int(w.shape[0]) if w is not None else 768
+            variant = _variant(family, width)
+            path = None
+            if variant != "tiny" and not copy_backbones:
+                path = _official(family, tensors, given[family])
+                if path is None:
+                    log.warning("the release's %s backbone differs from the official file; "
+                                "storing its tensors beside the checkpoint", family)  # fmt: skip
+            if path is None:
+                files[f"{family}.safetensors"] = tensors
+                backbone[family].update(variant=variant, weights=f"{family}.safetensors")
+                refs[family] = (out / f"{family}.safetensors", variant)
+            else:
+                backbone[family].update(variant=variant, weights=str(path))
+                refs[family] = (path, variant)
+        elif given[family]:
+            backbone[family]["weights"] = str(given[family])
+    if not backbone["dino"]:
+        del backbone["dino"]
     exp = from_dict(
         GroundingExperiment,
         {"data": {"dataset": dataset or "folders"}, "backbone": backbone, "model": to_dict(gcfg)},
     )
     config = to_dict(exp)
-    save_checkpoint(out, model, config, extra={"imported_from": str(src), "method": method})
-    for name, tensors in files.items():
-        with atomic_path(out / name) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as td:
+        written = {}
+        for name, tensors in files.items():  # written first: the records are of these files
+            written[name] = Path(td) / name
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(written[name]))
+        records = {}
+        for family, (path, variant) in refs.items():
+            local = written.get(path.name) if path.parent == out else None
+            records[family] = _record_of_file(family, local or path, variant, normalize)
+        config["backbones"] = records
+        save_checkpoint(out, model, config, extra={"imported_from": str(src), "method": method})
+        for name, tmp_file in written.items():
+            with atomic_path(out / name) as tmp:
+                os.replace(tmp_file, tmp)
     return out
