@@ -61,6 +61,7 @@ CORR_612 = DATA / "synth-corr-612"  # 6 1 2: the Table 1 set (60 test pairs)
 CORR_211 = DATA / "synth-corr-211"  # 2 1 1: the random-tiny run's set
 
 JOBS: dict[str, Job] = {
+    "api": Job("api.py", result="api.json", note="Python API at real size, random weights"),
     "backbones": Job("backbones.py", result="backbones.json"),
     "corr_feature_bank": Job(
         "corr_feature_bank.py",

@@ -102,13 +102,9 @@ def test_unknown_action_and_missing_checkpoint(base, coffee, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "'fly'" in err and "cut_with, drink_with, hold" in err
     assert not (tmp_path / "h.png").exists()
-    monkeypatch.delenv("AFFORD_GROUNDING_CHECKPOINT", raising=False)
-    monkeypatch.setenv("AFFORD_WEIGHTS", str(tmp_path / "empty"))
-    code = main(["ground", str(coffee), "--action", "hold", "--out", str(tmp_path / "h.png")])
-    assert code == 2
-    assert "no --checkpoint given" in capsys.readouterr().err
-    monkeypatch.setenv("AFFORD_GROUNDING_CHECKPOINT", str(run))
+    # without --checkpoint the shipped demo model is used (no training first)
     assert main(["ground", str(coffee), "--action", "hold", "--out", str(tmp_path / "h.png")]) == 0
+    assert main(["ground", str(tmp_path / "missing.png"), "--action", "hold"]) == 1
 
 
 def test_cli_import_checkpoint(tmp_path, capsys):
