@@ -1,0 +1,20 @@
+"""``--checkpoint`` values: a folder, or ``demo`` for the shipped demo model of the task."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from afford.errors import DataError
+
+DEMO = "demo"
+
+
+def checkpoint_path(task: str, checkpoint: str | os.PathLike) -> Path:
+    """The checkpoint folder that ``--checkpoint`` names for ``task``."""
+    if str(checkpoint) == DEMO:
+        raise DataError(f"--checkpoint demo: no shipped {task} demo model yet; pass a folder")
+    p = Path(checkpoint).expanduser()
+    if not p.exists():
+        raise DataError(f"--checkpoint {checkpoint}: no such file or folder")
+    return p
