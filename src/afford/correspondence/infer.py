@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from scipy import ndimage
 
 from afford.correspondence.matching import discover, transfer
 from afford.data.crops import crop_array, crop_image, crop_to_view, square_crop_box, view_to_crop
-from afford.errors import AffordError
+from afford.errors import AffordError, UsageError
 from afford.geometry.pseudolabel import otsu_threshold
 
 CROP = 224
@@ -63,6 +64,175 @@ def prepare(image: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     }
 
 
+def object_masks(image1, image2, mask1=None, mask2=None) -> tuple[np.ndarray, np.ndarray]:
+    """The bool object masks of both images: the given ones, else :func:`estimate_foreground`."""
+    m1 = estimate_foreground(image1) if mask1 is None else np.asarray(mask1).astype(bool)
+    m2 = estimate_foreground(image2) if mask2 is None else np.asarray(mask2).astype(bool)
+    return m1, m2
+
+
+def pair_features(row, image1, image2, function: str, mask1=None, mask2=None) -> dict[str, Any]:
+    """Crops and dense features of both images: ``hw1``, ``hw2`` (their sizes), ``c1``, ``c2``
+    (:func:`prepare`), ``f1``,
+    ``f2`` (``row.features``: ``feat`` (D,224,224), ``part`` (224,224) bool or None)."""
+    m1, m2 = object_masks(image1, image2, mask1, mask2)
+    c1, c2 = prepare(image1, m1), prepare(image2, m2)
+    return {
+        "hw1": tuple(image1.shape[:2]),
+        "hw2": tuple(image2.shape[:2]),
+        "c1": c1,
+        "c2": c2,
+        "f1": row.features(c1["image"], c1["mask"], function),
+        "f2": row.features(c2["image"], c2["mask"], function),
+    }
+
+
+def _unit(feat: torch.Tensor, pts: np.ndarray) -> torch.Tensor:
+    """(D,S,S) map, (N,2) int crop pixels -> (N,D) L2-normalised features."""
+    p = torch.as_tensor(pts, dtype=torch.long)
+    return torch.nn.functional.normalize(feat[:, p[:, 0], p[:, 1]].t().float(), dim=1)
+
+
+def _part(f: dict) -> torch.Tensor | None:
+    return None if f["part"] is None else torch.from_numpy(np.asarray(f["part"]))
+
+
+def check_points(points, hw: tuple[int, int], arg: str = "--points") -> np.ndarray:
+    """(N,2) float64 (row, col) points inside an (H,W) image, else UsageError."""
+    try:
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{arg}: expected (N,2) (row, col) points ({exc})") from None
+    if not np.isfinite(pts).all():
+        raise UsageError(f"{arg}: points contain NaN or inf")
+    h, w = hw
+    if (pts < 0).any() or (pts[:, 0] > h - 1).any() or (pts[:, 1] > w - 1).any():
+        raise UsageError(f"{arg}: every point must lie inside the image ({h} rows x {w} cols)")
+    return pts
+
+
+def transfer_points(
+    pf: dict[str, Any], points: np.ndarray, both_directions: bool = False
+) -> dict[str, np.ndarray | None]:
+    """Label transfer of ``points`` (N,2) (row, col) of image 1 into image 2.
+
+    Returns ``pts1`` (N,2), ``pts2`` (N,2) in original image pixels, ``score`` (N,) the cosine
+    similarity of each source point and its match, and with ``both_directions`` also
+    ``back`` (N,2) (the match carried back into image 1), ``reverse_score`` (N,) its cosine
+    similarity and ``cycle_error`` (N,) the distance from the source point in image-1 pixels
+    (else those three are None).
+    """
+    c1, c2, f1, f2 = pf["c1"], pf["c2"], pf["f1"], pf["f2"]
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    src = np.clip(np.rint(view_to_crop(pts, c1["box"], CROP)), 0, CROP - 1).astype(np.int64)
+    pred = transfer(
+        f1["feat"], f2["feat"], torch.from_numpy(src), torch.from_numpy(c2["mask"]), _part(f2)
+    ).numpy()
+    score = (_unit(f1["feat"], src) * _unit(f2["feat"], pred)).sum(1).numpy()
+    out: dict[str, np.ndarray | None] = {
+        "pts1": pts,
+        "pts2": crop_to_view(pred, c2["box"], CROP),
+        "score": score.astype(np.float64),
+        "back": None,
+        "reverse_score": None,
+        "cycle_error": None,
+    }
+    if both_directions and len(pts):
+        back = transfer(
+            f2["feat"], f1["feat"], torch.from_numpy(pred), torch.from_numpy(c1["mask"]), _part(f1)
+        ).numpy()
+        rs = (_unit(f2["feat"], pred) * _unit(f1["feat"], back)).sum(1).numpy()
+        back_view = crop_to_view(back, c1["box"], CROP)
+        out.update(
+            back=back_view,
+            reverse_score=rs.astype(np.float64),
+            cycle_error=np.linalg.norm(back_view - pts, axis=1),
+        )
+    return out
+
+
+def discover_matches(
+    pf: dict[str, Any], top: int = 30, stride: int = 2, min_dist: float = 8.0
+) -> dict[str, np.ndarray]:
+    """The ``top`` discovered matches (cycle-consistency ranking on every ``stride``-th crop
+    pixel), spread out: a source within ``min_dist`` crop pixels of a kept one is skipped.
+    Returns ``pts1``, ``pts2`` (n,2) in original pixels and ``score`` (n,) (best first)."""
+    c1, c2, f1, f2 = pf["c1"], pf["c2"], pf["f1"], pf["f2"]
+    st = max(1, int(stride))
+    sub = (slice(None), slice(None, None, st), slice(None, None, st))
+    parts = (None, None)
+    if f1["part"] is not None and f2["part"] is not None:
+        parts = (
+            torch.from_numpy(np.ascontiguousarray(f1["part"][::st, ::st])),
+            torch.from_numpy(np.ascontiguousarray(f2["part"][::st, ::st])),
+        )
+    d = discover(
+        f1["feat"][sub],
+        f2["feat"][sub],
+        torch.from_numpy(c1["mask"][::st, ::st].copy()),
+        torch.from_numpy(c2["mask"][::st, ::st].copy()),
+        *parts,
+    )
+    src = d.src.numpy().astype(np.float64) * st
+    keep = spread(src, int(top), float(min_dist))
+    return {
+        "pts1": crop_to_view(src[keep], c1["box"], CROP),
+        "pts2": crop_to_view(d.tgt.numpy()[keep].astype(np.float64) * st, c2["box"], CROP),
+        "score": d.score.numpy()[keep].astype(np.float64),
+    }
+
+
+def spread(points: np.ndarray, top: int, min_dist: float) -> np.ndarray:
+    """Indices of at most ``top`` of the ranked ``points`` (M,2), greedily skipping any within
+    ``min_dist`` of one already kept (vectorised per candidate block)."""
+    keep: list[int] = []
+    for i in range(points.shape[0]):
+        if len(keep) >= top:
+            break
+        if not keep or np.min(np.linalg.norm(points[keep] - points[i], axis=1)) >= min_dist:
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def pull_map(pf: dict[str, Any], source_map: np.ndarray, stride: int = 2) -> np.ndarray:
+    """Carry a per-pixel map of image 1 (H1,W1) onto image 2 through the correspondence.
+
+    Every ``stride``-th pixel of image 2's object crop takes the value of its nearest
+    neighbour (label transfer from image 2 to image 1, restricted to image 1's object) in the
+    cropped source map; the (224,224) result (0 off the object) is upsampled and mapped back
+    to image 2's pixels (0 outside the crop). Returns (H2,W2) float32.
+    """
+    c1, c2, f1, f2 = pf["c1"], pf["c2"], pf["f1"], pf["f2"]
+    st = max(1, int(stride))
+    src_crop = crop_array(np.asarray(source_map, dtype=np.float32), c1["box"], CROP, fill=0.0)
+    tmask = c2["mask"]
+    grid = np.zeros((CROP, CROP), np.float32)
+    rr, cc = np.nonzero(tmask[::st, ::st])
+    if rr.size:
+        q = np.stack([rr * st, cc * st], axis=1).astype(np.int64)
+        back = transfer(
+            f2["feat"], f1["feat"], torch.from_numpy(q), torch.from_numpy(c1["mask"]), _part(f1)
+        ).numpy()
+        small = np.zeros(tmask[::st, ::st].shape, np.float32)
+        small[rr, cc] = src_crop[back[:, 0], back[:, 1]]
+        grid = cv2.resize(small, (CROP, CROP), interpolation=cv2.INTER_LINEAR) * tmask
+    return uncrop_map(grid, c2["box"], pf["hw2"])
+
+
+def uncrop_map(grid: np.ndarray, box: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(S,S) crop-space map -> (H,W) view map (bilinear through the crop box; 0 outside)."""
+    top, left, size = (float(v) for v in box)
+    h, w = int(hw[0]), int(hw[1])
+    s = grid.shape[0] / size
+    # view pixel (r, c) -> crop coordinate (r - top + 0.5) * s - 0.5
+    mx = ((np.arange(w, dtype=np.float32) - left + 0.5) * s - 0.5)[None, :].repeat(h, 0)
+    my = ((np.arange(h, dtype=np.float32) - top + 0.5) * s - 0.5)[:, None].repeat(w, 1)
+    return cv2.remap(
+        grid.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )  # fmt: skip
+
+
 def correspond(
     row,
     image1: np.ndarray,
@@ -76,51 +246,11 @@ def correspond(
 ) -> dict[str, np.ndarray]:
     """Label transfer of ``points`` (n,2) (row, col) of image 1, or the ``top`` discovered
     matches when ``points`` is None (discovery on every ``stride``-th crop pixel). Returns
-    ``pts1``, ``pts2`` (n,2) in original image pixels
-    and ``score`` (n,) (similarity rank score; 1 for transferred points)."""
-    m1 = estimate_foreground(image1) if mask1 is None else mask1.astype(bool)
-    m2 = estimate_foreground(image2) if mask2 is None else mask2.astype(bool)
-    c1, c2 = prepare(image1, m1), prepare(image2, m2)
-    f1 = row.features(c1["image"], c1["mask"], function)
-    f2 = row.features(c2["image"], c2["mask"], function)
-    part2 = None if f2["part"] is None else torch.from_numpy(f2["part"])
+    ``pts1``, ``pts2`` (n,2) in original image pixels and ``score`` (n,) (cosine similarity
+    for transferred points, the cycle-consistency score for discovered ones)."""
+    pf = pair_features(row, image1, image2, function, mask1, mask2)
     if points is not None:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        h, w = image1.shape[:2]
-        if (pts < 0).any() or (pts[:, 0] >= h).any() or (pts[:, 1] >= w).any():
-            raise AffordError(f"--points: every point must lie inside IMG1 ({h} rows x {w} cols)")
-        src = np.clip(np.rint(view_to_crop(pts, c1["box"], CROP)), 0, CROP - 1).astype(np.int64)
-        pred = transfer(
-            f1["feat"], f2["feat"], torch.from_numpy(src), torch.from_numpy(c2["mask"]), part2
-        ).numpy()
-        return {
-            "pts1": pts,
-            "pts2": crop_to_view(pred, c2["box"], CROP),
-            "score": np.ones(len(pts)),
-        }
-    st = max(1, int(stride))
-    sub = (slice(None), slice(None, None, st), slice(None, None, st))
-    parts = (None, None)
-    if f1["part"] is not None and part2 is not None:
-        parts = (torch.from_numpy(f1["part"][::st, ::st].copy()), part2[::st, ::st])
-    d = discover(
-        f1["feat"][sub],
-        f2["feat"][sub],
-        torch.from_numpy(c1["mask"][::st, ::st].copy()),
-        torch.from_numpy(c2["mask"][::st, ::st].copy()),
-        *parts,
-    )
-    # top matches, spread out: greedy skip of sources within 8 px of an already kept one
-    keep: list[int] = []
-    src = d.src.numpy().astype(np.float64) * st
-    for i in range(src.shape[0]):
-        if len(keep) >= top:
-            break
-        if not keep or np.min(np.linalg.norm(src[keep] - src[i], axis=1)) >= 8:
-            keep.append(i)
-    k = np.asarray(keep, dtype=np.int64)
-    return {
-        "pts1": crop_to_view(src[k], c1["box"], CROP),
-        "pts2": crop_to_view(d.tgt.numpy()[k].astype(np.float64) * st, c2["box"], CROP),
-        "score": d.score.numpy()[k],
-    }
+        pts = check_points(points, image1.shape[:2])
+        res = transfer_points(pf, pts)
+        return {"pts1": res["pts1"], "pts2": res["pts2"], "score": res["score"]}
+    return discover_matches(pf, top=top, stride=stride)

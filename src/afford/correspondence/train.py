@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from afford.backbones import load_clip, load_dinov2
+from afford.backbones import load_clip, load_dinov2, policy
 from afford.config import load, to_dict
 from afford.correspondence.config import CorrExperiment
 from afford.correspondence.featbank import FeatureBank, build_feature_bank
@@ -35,7 +35,7 @@ from afford.correspondence.text import encode_functions
 from afford.data.correspondence import CorrespondenceDataset
 from afford.data.io import read_json
 from afford.engine import fit, load_checkpoint, resolve_device, seed_everything
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 from afford.viz import plot_loss_curves
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,7 @@ def train(
         "experiment": to_dict(cfg),
         "functions": functions,
         "backbone": {"dinov2": dino.model_id, "clip": clip.model_id},
+        "backbones": policy.records(dinov2=dino, clip=clip),
         "fit_assets": fit_ids,
         "val_assets": val_ids,
     }
@@ -320,16 +321,18 @@ def trained_config(
     overrides on top (e.g. ``backbone.dinov2.weights=FILE`` when the weight file moved)."""
     path = checkpoint_dir(checkpoint)
     if not (path / "config.json").is_file():
-        raise AffordError(
+        raise DataError(
             f"{path}: not an afford checkpoint (expected a folder with model.safetensors "
             "and config.json)"
         )
     conf = read_json(path / "config.json").get("config")
     if not isinstance(conf, dict) or conf.get("kind") != KIND:
         kind = conf.get("kind") if isinstance(conf, dict) else None
-        raise AffordError(f"{path}: not a correspondence checkpoint (kind={kind!r})")
+        if kind is None and isinstance(conf, dict) and "model" in conf and "backbone" in conf:
+            kind = "grounding"
+        raise DataError(f"{path}: not a correspondence checkpoint (kind={kind!r})")
     if not isinstance(conf.get("experiment"), dict):
-        raise AffordError(
+        raise DataError(
             f"{path}: no 'experiment' config (a checkpoint of an older afford with flat "
             "training keys); retrain it with `afford train correspondence`"
         )
@@ -337,25 +340,35 @@ def trained_config(
 
 
 def load_trained(
-    checkpoint: str | os.PathLike, device: torch.device | str = "cpu", sets: Iterable[str] = ()
+    checkpoint: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    sets: Iterable[str] = (),
+    allow_backbone_mismatch: bool = False,
 ):
     """Rebuild (model, dino, clip, functions, config) from a checkpoint folder written by
     :func:`train` (``<out>/best`` or ``<out>/last``; a run folder means its ``best``).
 
     ``config`` is the stored checkpoint config (``kind``, ``model``, ``functions``, ``backbone``,
-    ``fit_assets``, ``val_assets``) with ``experiment`` rebuilt as a :class:`CorrExperiment`
-    (``sets``: ``--set`` overrides, see :func:`trained_config`).
+    ``backbones``, ``fit_assets``, ``val_assets``) with ``experiment`` rebuilt as a
+    :class:`CorrExperiment` (``sets``: ``--set`` overrides, see :func:`trained_config`). The
+    backbones built are checked against the stored records
+    (:func:`afford.backbones.policy.check`; ``allow_backbone_mismatch`` turns an error into a
+    warning).
     """
     path, conf = trained_config(checkpoint, sets)
     ck = load_checkpoint(path, map_location=device)
     dino, clip = load_encoders(conf["experiment"], device)
-    if conf["backbone"]["dinov2"] != dino.model_id:
-        raise AffordError(
-            f"{path}: trained on backbone {conf['backbone']['dinov2']!r} but "
-            f"{dino.model_id!r} was loaded; point backbone.dinov2.weights to the same file "
-            "(--set backbone.dinov2.weights=FILE)"
-        )
+    recs = conf.get("backbones") if isinstance(conf.get("backbones"), dict) else {}
+    for role, module in (("dinov2", dino), ("clip", clip)):
+        stored = recs.get(role, conf.get("backbone", {}).get(role) if role == "dinov2" else None)
+        policy.check(stored, module, role=role, checkpoint=path,
+                     allow_mismatch=allow_backbone_mismatch,
+                     fix=f"point backbone.{role}.weights to the training weights "
+                     f"(--set backbone.{role}.weights=FILE)")  # fmt: skip
     model = FunctionalCorrespondenceModel(**conf["model"]).to(device)
-    model.load_state_dict(ck["state_dict"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(f"{path}: the weights do not fit the stored model config ({exc})") from None
     model.eval()
     return model, dino, clip, list(conf["functions"]), conf

@@ -19,17 +19,19 @@ from pathlib import Path
 
 import torch
 
-from afford.backbones import load_clip, load_dino
+from afford.backbones import load_clip, load_dino, policy
 from afford.config import ConfigError, from_dict, load, to_dict
 from afford.data.cache import MapCache
 from afford.engine import load_checkpoint
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 from afford.grounding.affinity import cache_model_id
 from afford.grounding.config import GroundingConfig, GroundingExperiment
 from afford.grounding.model import GroundingModel
 
 #: MapCache ``model_id`` of the simulated CLIP maps of the synthetic world.
 SIMULATED_ID = "simulated-clip"
+#: Key of the backbone records (:mod:`afford.backbones.policy`) in a checkpoint's config.
+BACKBONES_KEY = "backbones"
 
 
 # ------------------------------------------------------------------------------ backbones
@@ -104,7 +106,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     for sub in ("best", "last"):
         if (p / sub / "model.safetensors").is_file():
             return p / sub
-    raise AffordError(
+    raise DataError(
         f"{p}: not a grounding checkpoint (no model.safetensors here or in best/, last/)"
     )
 
@@ -114,11 +116,14 @@ def _experiment(raw: object, ckpt_dir: Path, sets: Iterable[str]) -> GroundingEx
     ``--set`` overrides on top."""
     source = ckpt_dir / "config.json"
     if not isinstance(raw, dict) or "model" not in raw or "backbone" not in raw:
-        raise AffordError(f"{source}: not a grounding experiment config")
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        what = f" (a {kind} checkpoint)" if kind else ""
+        raise DataError(f"{source}: not a grounding checkpoint{what}")
+    raw = {k: v for k, v in raw.items() if k != BACKBONES_KEY}
     try:
         exp = from_dict(GroundingExperiment, raw)
     except ConfigError as e:
-        raise AffordError(f"{source}: {e}") from None
+        raise DataError(f"{source}: {e}") from None
     for spec in (exp.backbone.dino, exp.backbone.clip):
         w = spec.weights
         if w is not None and w != "random" and not Path(w).is_absolute():
@@ -136,22 +141,55 @@ def checkpoint_experiment(
     return ckpt_dir, _experiment(load_checkpoint(ckpt_dir)["config"], ckpt_dir, sets)
 
 
+def backbone_records(raw: object) -> dict:
+    """The ``{"dino": record, "clip": record}`` stored in a checkpoint config ({} if none)."""
+    recs = raw.get(BACKBONES_KEY) if isinstance(raw, dict) else None
+    return recs if isinstance(recs, dict) else {}
+
+
+def with_backbone_records(config: dict, **modules) -> dict:
+    """``config`` (a checkpoint config dict) with the records of ``modules`` (dino=, clip=)."""
+    return {**config, BACKBONES_KEY: policy.records(**modules)}
+
+
+_FIX = {
+    "dino": "point backbone.dino.weights to the training weights (--set backbone.dino.weights=FILE)",
+    "clip": "point backbone.clip.weights to the training weights (--set backbone.clip.weights=FILE)",
+}
+
+
 def load_trained(
     path: str | os.PathLike,
     device: str | torch.device = "cpu",
     with_clip: bool = False,
     sets: Iterable[str] = (),
+    allow_backbone_mismatch: bool = False,
 ) -> tuple[GroundingModel, GroundingExperiment, object, object]:
     """(model, experiment, dino, clip|None) from a checkpoint written by
     :func:`afford.grounding.train.train` or the importer; ``sets`` (``--set key=value``)
-    change the stored experiment first (e.g. ``data.root``, ``model.calibration``)."""
+    change the stored experiment first (e.g. ``data.root``, ``model.calibration``).
+
+    The backbones built are checked against the checkpoint's records
+    (:func:`afford.backbones.policy.check`): a different one is a UsageError naming both
+    unless ``allow_backbone_mismatch``."""
     ckpt_dir = resolve_checkpoint(path)
     ckpt = load_checkpoint(ckpt_dir, map_location=device)
     exp = _experiment(ckpt["config"], ckpt_dir, sets)
+    recs = backbone_records(ckpt["config"])
     model = GroundingModel(exp.model.build())
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(
+            f"{ckpt_dir}: the weights do not fit the stored model config ({exc})"
+        ) from None
     device = torch.device(device)
     model.to(device).eval()
     dino = build_dino(exp, device)
+    policy.check(recs.get("dino"), dino, role="dino", checkpoint=ckpt_dir,
+                 allow_mismatch=allow_backbone_mismatch, fix=_FIX["dino"])  # fmt: skip
     clip = build_clip(exp, device) if with_clip else None
+    if clip is not None:
+        policy.check(recs.get("clip"), clip, role="clip", checkpoint=ckpt_dir,
+                     allow_mismatch=allow_backbone_mismatch, fix=_FIX["clip"])  # fmt: skip
     return model, exp, dino, clip

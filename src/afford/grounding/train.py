@@ -44,7 +44,13 @@ from afford.data.agd20k import EvalSet, TrainSet, ego_map_names, exo_map_names, 
 from afford.engine import fit, resolve_device, seed_everything
 from afford.errors import AffordError
 from afford.grounding.affinity import affinity, fill_cache, text_embeddings
-from afford.grounding.build import build_clip, build_dino, model_config, open_cache
+from afford.grounding.build import (
+    build_clip,
+    build_dino,
+    model_config,
+    open_cache,
+    with_backbone_records,
+)
 from afford.grounding.config import GroundingExperiment, GroundingTrain
 from afford.grounding.model import GroundingModel
 from afford.grounding.prompts import action_prompt, entity_prompt
@@ -233,7 +239,7 @@ def train(exp: GroundingExperiment) -> dict:
         augment=dcfg.augment,
     )  # fmt: skip
     gcfg = model_config(exp, data.classes, dino.feat_dim)
-    run_config = to_dict(replace(exp, model=gcfg))
+    run_config = with_backbone_records(to_dict(replace(exp, model=gcfg)), dino=dino, clip=clip)
     model = GroundingModel(gcfg).to(device)
     optimizer = build_optimizer(model, t)
     scheduler = None
