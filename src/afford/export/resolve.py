@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from afford.errors import DataError
+from afford.models import demo_checkpoint
 
 DEMO = "demo"
 
@@ -13,7 +14,7 @@ DEMO = "demo"
 def checkpoint_path(task: str, checkpoint: str | os.PathLike) -> Path:
     """The checkpoint folder that ``--checkpoint`` names for ``task``."""
     if str(checkpoint) == DEMO:
-        raise DataError(f"--checkpoint demo: no shipped {task} demo model yet; pass a folder")
+        return demo_checkpoint(task)
     p = Path(checkpoint).expanduser()
     if not p.exists():
         raise DataError(f"--checkpoint {checkpoint}: no such file or folder")
