@@ -115,3 +115,20 @@ def test_export_errors_are_one_line(tmp_path, capsys):
                   str(corr_ckpt))  # fmt: skip
     assert rc in (1, 2) and str(corr_ckpt) in msg
     assert not (tmp_path / "w.onnx").exists()
+
+
+def test_missing_export_extra_is_a_one_line_error(tmp_path):
+    import subprocess
+
+    script = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from afford.cli import main\n"
+        f"sys.exit(main(['export', 'grounding', '--out', {str(tmp_path / 'g.onnx')!r}]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "afford: error: this command needs 'onnx', from the optional 'export' extra: "
+        "pip install 'afford[export]'"
+    )

@@ -9,6 +9,10 @@ TASKS = ("grounding", "correspondence")
 
 
 def _run(args: argparse.Namespace) -> int:
+    # a missing 'export' extra is reported as such (torch's exporter would wrap the error)
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
     from afford.export.onnx import check_args, export
     from afford.export.resolve import checkpoint_path
 
