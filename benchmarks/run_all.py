@@ -166,6 +166,7 @@ JOBS: dict[str, Job] = {
     "metrics": Job("metrics.py", result="metrics.json"),
     "pretrain_probe": Job("pretrain_probe.py", result="pretrain_probe.json"),
     "render": Job("render.py", result="render.json"),
+    "serve": Job("serve.py", result="serve.json"),
     "synth_correspondence": Job("synth_correspondence.py", result="synth_correspondence.json"),
 }
 

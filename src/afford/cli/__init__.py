@@ -26,6 +26,8 @@ COMMAND_MODULES = [
     "afford.cli.pretrain",
     "afford.cli.correspondence",
     "afford.demo",
+    "afford.cli.serve",
+    "afford.cli.export",
 ]
 
 GROUPS = {
@@ -43,6 +45,8 @@ OPTIONAL = {
     "rtree": "synth",
     "skimage": "synth",
     "gradio": "web",
+    "onnx": "export",
+    "onnxruntime": "export",
 }
 
 
