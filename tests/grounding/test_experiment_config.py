@@ -15,7 +15,7 @@ from test_import import released_state_dict  # noqa: E402
 
 from afford.cli import main
 from afford.config import ConfigError, dump_yaml, from_dict, load, shipped_configs, to_dict
-from afford.grounding.build import checkpoint_experiment, model_config
+from afford.grounding.build import BACKBONES_KEY, checkpoint_experiment, model_config
 from afford.grounding.config import GroundingConfig, GroundingExperiment
 from afford.grounding.import_ckpt import import_checkpoint
 
@@ -141,8 +141,10 @@ def test_checkpoint_config_round_trip(tmp_path, capsys):
     torch.save(released_state_dict(), tmp_path / "rel.pth")
     ck = import_checkpoint(tmp_path / "rel.pth", tmp_path / "ck", dataset="hico_iif")
     stored = json.loads((ck / "config.json").read_text())["config"]
+    records = stored.pop(BACKBONES_KEY)  # the backbone records ride beside the experiment
+    assert set(records) == {"dino", "clip"} and all(r["digest"] for r in records.values())
     exp = from_dict(GroundingExperiment, stored)
-    assert to_dict(exp) == stored  # what a checkpoint holds is exactly to_dict of a config
+    assert to_dict(exp) == stored  # the rest is exactly to_dict of a config
     model = {k: v for k, v in stored["model"].items() if k != "table2_row"}
     assert exp.model.table2_row is None and exp.model.build() == from_dict(GroundingConfig, model)
     _, again = checkpoint_experiment(ck, ["data.root=/data/HICO-IIF"])
