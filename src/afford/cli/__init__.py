@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "afford.cli.info",
     "afford.cli.synth_affordance",
     "afford.cli.synth_correspondence",
+    "afford.cli.prepare_correspondence",
     "afford.cli.grounding",
     "afford.cli.pretrain",
     "afford.cli.correspondence",

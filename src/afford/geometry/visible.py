@@ -14,7 +14,14 @@ from scipy.spatial import cKDTree
 
 from afford.geometry.camera import project
 
-__all__ = ["NN_TOL", "match_to_cloud", "visible_cloud_points", "multiview_correspondences"]
+__all__ = [
+    "NN_TOL",
+    "match_to_cloud",
+    "visible_cloud_points",
+    "multiview_correspondences",
+    "neighbour_view_pairs",
+    "stratified_subsample",
+]
 
 NN_TOL = 0.01  # nearest-neighbour tolerance (object units, max |coord| = 0.5): REFERENCE_NOTES C
 
@@ -105,3 +112,25 @@ def multiview_correspondences(
     with np.errstate(invalid="ignore"):
         ok &= np.abs(depth_j[near[:, 0], near[:, 1]] - z) <= rel_tol * z
     return src[ok], rc[ok]
+
+
+def stratified_subsample(inside: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` items: up to n/2 with ``inside`` True, the rest from the others
+    (topped up from either group when one is short)."""
+    ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
+    k_in = min(len(ins), max(n // 2, n - len(outs)))
+    k_out = min(len(outs), n - k_in)
+    pick = np.concatenate(
+        [rng.choice(ins, k_in, replace=False), rng.choice(outs, k_out, replace=False)]
+    )
+    return np.sort(pick)
+
+
+def neighbour_view_pairs(centres: np.ndarray, k: int) -> np.ndarray:
+    """(P, 2) ordered view pairs: each view with its k nearest views by camera direction."""
+    d = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    ang = np.arccos(np.clip(d @ d.T, -1, 1))
+    np.fill_diagonal(ang, np.inf)
+    k = min(k, len(centres) - 1)
+    near = np.argsort(ang, axis=1, kind="stable")[:, :k]
+    return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
