@@ -164,6 +164,7 @@ JOBS: dict[str, Job] = {
     ),
     "matching": Job("matching.py", result="matching.json"),
     "metrics": Job("metrics.py", result="metrics.json"),
+    "prepare": Job("prepare.py", result="prepare.json", note="real-asset preparation throughput"),
     "pretrain_probe": Job("pretrain_probe.py", result="pretrain_probe.json"),
     "render": Job("render.py", result="render.json"),
     "serve": Job("serve.py", result="serve.json"),

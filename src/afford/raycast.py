@@ -27,7 +27,7 @@ import trimesh
 from trimesh.ray.ray_triangle import RayMeshIntersector as TriangleIntersector
 
 from afford.errors import AffordError
-from afford.geometry.camera import Camera
+from afford.geometry.camera import Camera, camera_directions
 
 __all__ = [
     "Light",
@@ -209,6 +209,8 @@ class Scene:
         face_specular, face_shininess: (F,) Blinn-Phong parameters (default 0.2, 20).
         shading_normals: (F,3,3) object-frame normal per face corner (default
             :func:`corner_normals` of the mesh).
+        cull: cast only the rays of the pixel window that the scene's bounding box projects
+            to (exact: no other ray can hit; faster when the scene covers part of the view).
     """
 
     def __init__(
@@ -223,6 +225,7 @@ class Scene:
         face_specular: np.ndarray | None = None,
         face_shininess: np.ndarray | None = None,
         shading_normals: np.ndarray | None = None,
+        cull: bool = False,
     ):
         if not isinstance(mesh, trimesh.Trimesh):
             raise AffordError(f"Scene: expected a trimesh.Trimesh, got {type(mesh).__name__}")
@@ -274,15 +277,44 @@ class Scene:
         cosang = np.einsum("fkc,fc->fk", vn, self.face_normals)
         self.smooth = np.all(cosang > np.cos(np.deg2rad(35.0)), axis=1)
         self.face_vn = vn
+        self.cull = bool(cull)
+        self._corners = trimesh.bounds.corners(self.mesh.bounds)
         self._intersector = _make_intersector(self.mesh)
+
+    def _window(self, camera: Camera) -> np.ndarray | None:
+        """Flat indices of the pixels inside the projected bounding box (None: all)."""
+        uv, z = camera.project(self._corners)
+        if (z <= 1e-9).any():
+            return None
+        W, H = camera.width, camera.height
+        c0 = int(max(0, np.floor(uv[:, 0].min()) - 1))
+        c1 = int(min(W, np.ceil(uv[:, 0].max()) + 2))
+        r0 = int(max(0, np.floor(uv[:, 1].min()) - 1))
+        r1 = int(min(H, np.ceil(uv[:, 1].max()) + 2))
+        if c0 >= c1 or r0 >= r1:
+            return np.zeros(0, dtype=np.int64)
+        rows, cols = np.mgrid[r0:r1, c0:c1]
+        return (rows * W + cols).ravel()
 
     def cast(self, camera: Camera) -> dict[str, np.ndarray]:
         """Ray-cast every pixel. Returns flat arrays: tri (N,), depth (N,), world (N,3),
         dirs (N,3) (camera-z normalised directions), hit (N,)."""
-        origin, dirs = camera.pixel_rays()
-        unit = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-        origins = np.broadcast_to(origin, dirs.shape)
-        tri = np.asarray(self._intersector.intersects_first(origins, unit), dtype=np.int64)
+        window = self._window(camera) if self.cull else None
+        if window is None:
+            origin, dirs = camera.pixel_rays()
+            unit = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+            origins = np.broadcast_to(origin, dirs.shape)
+            tri = np.asarray(self._intersector.intersects_first(origins, unit), dtype=np.int64)
+        else:  # only the rays that can hit; the others are misses (dirs left 0)
+            origin, W = camera.center, camera.width
+            dirs = np.zeros((camera.width * camera.height, 3))
+            tri = np.full(len(dirs), -1, dtype=np.int64)
+            if len(window):
+                d = camera_directions(camera.K, window // W, window % W) @ camera.R
+                dirs[window] = d
+                unit = d / np.linalg.norm(d, axis=1, keepdims=True)
+                origins = np.broadcast_to(origin, d.shape)
+                tri[window] = self._intersector.intersects_first(origins, unit)
         hit = tri >= 0
         ti = tri[hit]
         n = self.face_normals[ti]
@@ -336,7 +368,9 @@ class Scene:
         part_id = np.full(N, -1, dtype=np.int64)
         face_id = np.full(N, -1, dtype=np.int64)
         if len(obj_idx):
-            points[obj_idx] = trimesh.transform_points(c["world"][obj_idx], self.pose_inv)
+            world = c["world"][obj_idx]
+            identity = np.array_equal(self.pose_inv, np.eye(4))
+            points[obj_idx] = world if identity else trimesh.transform_points(world, self.pose_inv)
             face_id[obj_idx] = tri[obj_idx]
             part_id[obj_idx] = self.face_part[tri[obj_idx]]
         extra_id = np.full(N, -1, dtype=np.int64)

@@ -78,6 +78,7 @@ def multiview_correspondences(
     depth_j: np.ndarray,
     mask_j: np.ndarray,
     rel_tol: float = 0.01,
+    valid_i: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pixel correspondences from view i to view j of the same asset (spatial loss, Eq. 2).
 
@@ -90,13 +91,15 @@ def multiview_correspondences(
     Args:
         points_i: (H, W, 3) surface points of view i (nan = background).
         K_j, R_j, t_j: camera of view j; depth_j: (H', W') z-depth; mask_j: (H', W') bool.
+        valid_i: optional (H, W) bool, the pixels of view i with a surface point (default:
+            finite ``points_i``; pass it to save the check when pairing one view many times).
 
     Returns:
         src: (M, 2) int64 ``(row, col)`` pixels of view i (row-major order);
         dst: (M, 2) float64 exact projections in view j.
     """
     pts = np.asarray(points_i)
-    valid = np.isfinite(pts).all(axis=-1)
+    valid = np.isfinite(pts).all(axis=-1) if valid_i is None else np.asarray(valid_i, dtype=bool)
     src = np.argwhere(valid)
     if src.shape[0] == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.float64)

@@ -111,7 +111,7 @@ class SurfaceMaterial:
             out *= np.einsum("nk,nkc->nc", bary, self.corner_color[faces])
         if self.textures and self.face_texture is not None and self.corner_uv is not None:
             tex = self.face_texture[faces]
-            for k in np.unique(tex[tex >= 0]):
+            for k in np.flatnonzero(np.bincount(tex + 1, minlength=len(self.textures) + 1)[1:]):
                 sel = tex == k
                 uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[faces[sel]])
                 out[sel] *= sample_texture(self.textures[int(k)], uv)

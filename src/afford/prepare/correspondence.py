@@ -90,7 +90,7 @@ class PrepareConfig:
     crop_scale: float = 1.2  # training crop: 1.2 x the mask's longer side (REFERENCE_NOTES C)
     samples: int = 4  # labeller box samples per (view, function) (paper: 4)
     cloud_points: int = 40000  # dense surface samples per asset (at least)
-    cloud_spacing: float = 0.005  # ... and at least one per spacing^2 of area (NN tol 0.01)
+    cloud_spacing: float = 0.007  # ... and at least one per spacing^2 of area (NN tol 0.01)
     max_cloud_points: int = 400000
     neighbours: int = 4  # spatial pairs: each view with its nearest views
     corr_per_pair: int = 512  # stored multi-view correspondences per view pair
@@ -170,6 +170,7 @@ def render_asset(asset: MeshAsset, cfg: PrepareConfig, face_part: np.ndarray | N
         face_part=face_part,
         face_specular=np.full(asset.n_faces, 0.1),
         face_shininess=np.full(asset.n_faces, 20.0),
+        cull=True,
     )
     s = cfg.image_size
     white = np.ones((s, s, 3))
@@ -265,8 +266,21 @@ def _prepare_one(
     pseudo_any = (pseudo_mask & pseudo_valid[:, :, None, None]).any(axis=1)
     pairs = neighbour_view_pairs(r["centres"], cfg.neighbours)
     srcs, dsts, offsets = [], [], [0]
+    object_px = [np.argwhere(m) for m in mask]
     for p, (i, j) in enumerate(pairs):
-        s_, d_ = multiview_correspondences(pts[i], K[j], R[j], t[j], depth[j], mask[j])
+        # candidates: a stratified random subset of view i's object pixels (a few times the
+        # budget, enough after the visibility test), then the budget from the visible ones
+        cand = object_px[i]
+        inside = pseudo_any[i][cand[:, 0], cand[:, 1]]
+        if len(cand) > 8 * cfg.corr_per_pair:
+            cand = cand[
+                stratified_subsample(inside, 8 * cfg.corr_per_pair, _rng(cfg.seed, aid, "mvc", p))
+            ]
+        valid_i = np.zeros_like(mask[i])
+        valid_i[cand[:, 0], cand[:, 1]] = True
+        s_, d_ = multiview_correspondences(
+            pts[i], K[j], R[j], t[j], depth[j], mask[j], valid_i=valid_i
+        )
         if len(s_) > cfg.corr_per_pair:
             keep = stratified_subsample(
                 pseudo_any[i][s_[:, 0], s_[:, 1]], cfg.corr_per_pair, _rng(cfg.seed, aid, "mv", p)
@@ -304,7 +318,6 @@ def _prepare_one(
         depth=depth,
         surface_points=cloud,
         surface_part=surface_part,
-        cloud_index=cloud_index.astype(np.int32),
     )
     write_npz(
         tmp / "multiview.npz",
