@@ -47,6 +47,8 @@ OPTIONAL = {
     "gradio": "web",
     "onnx": "export",
     "onnxruntime": "export",
+    "transformers": "detect",
+    "tokenizers": "detect",
 }
 
 
