@@ -48,6 +48,8 @@ OPTIONAL = {
     "gradio": "web",
     "onnx": "export",
     "onnxruntime": "export",
+    "transformers": "detect",
+    "tokenizers": "detect",
 }
 
 
