@@ -76,7 +76,9 @@ def write_assets(folder: Path, n: int) -> list[int]:
 
 def write_taxonomy(folder: Path) -> Path:
     (folder / "Objaverse").mkdir(parents=True, exist_ok=True)
-    (folder / "action2objects.json").write_text(json.dumps({"hold": ["widget"], "pull": ["widget"]}))
+    (folder / "action2objects.json").write_text(
+        json.dumps({"hold": ["widget"], "pull": ["widget"]})
+    )
     (folder / "Objaverse" / "obj2part2function.json").write_text(
         json.dumps({"widget": {"body": ["hold"], "handle": ["pull"]}})
     )

@@ -310,3 +310,58 @@ def test_cli_usage_errors(world, tmp_path, capsys):
     (tmp_path / "full" / "x.txt").write_text("mine")
     rc = main([*args, str(tax), "--labeler", "simulated", "--out", str(tmp_path / "full")])
     assert rc == 2 and "not empty" in capsys.readouterr().err
+
+
+def test_render_only_then_relabel_equals_one_pass(prepared, world):
+    out1, _ = prepared
+    out = world[0] / "out-relabel"
+    base, _, tax = world
+    kw = dict(manifest=base / "assets" / "manifest.csv", progress=False)
+    s = prepare_correspondence(base / "assets", tax, "none", out, PrepareConfig(**CFG), **kw)
+    assert s["prepared"] == 3
+    v = read_npz(out / "assets/a1b2c3/views.npz")
+    assert not v["pseudo_valid"].any() and np.isnan(v["boxes"]).all()
+    # label the stored renders (as with boxes:FILE made from them): same bytes as one pass
+    s = _prepare(world, out)
+    assert (s["prepared"], s["skipped"]) == (3, 0)
+    assert _tree(out) == _tree(out1)
+
+
+def test_cli_simulated_labeller(world, tmp_path, capsys):
+    from afford.cli import main
+
+    base, _, tax = world
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("a1b2c3---mug.glb", "crate.obj", "crate.mtl", "crate.json"):
+        (assets / name).write_bytes((base / "assets" / name).read_bytes())
+    out = tmp_path / "out"
+    argv = ["prepare", "correspondence", "--assets", str(assets), "--taxonomy", str(tax),
+            "--labeler", "simulated", "--out", str(out), "--views", "4", "--image-size", "64",
+            "--cloud-points", "2000", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["prepared"], shown["failed"]) == (1, 1)
+    fail = json.loads((out / "failures.jsonl").read_text())
+    assert fail["asset"] == "crate01" and "part ids" in fail["reason"]
+    ds = CorrespondenceDataset(out)
+    assert list(ds.assets) == ["a1b2c3"] and ds.meta["pseudo_labels"]["labeler"] == "simulated"
+    assert ds.views("a1b2c3")["pseudo_valid"].any()
+
+
+def test_tiny_owlv2_labeller(world, tmp_path):
+    pytest.importorskip("transformers")
+    from tiny_detectors import save_tiny_owlv2
+
+    model = save_tiny_owlv2(tmp_path / "owlv2")
+    base, _, tax = world
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "a1b2c3---mug.glb").write_bytes((base / "assets" / "a1b2c3---mug.glb").read_bytes())
+    s = prepare_correspondence(
+        assets, tax, f"owlv2:{model}", tmp_path / "out", PrepareConfig(**CFG), progress=False
+    )
+    assert (s["prepared"], s["failed"]) == (1, 0)
+    v = read_npz(tmp_path / "out/assets/a1b2c3/views.npz")
+    assert v["boxes"].shape == (4, 2, 4, 4)
+    assert read_json(tmp_path / "out/dataset.json")["pseudo_labels"]["labeler"].startswith("owlv2")

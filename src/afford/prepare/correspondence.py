@@ -38,7 +38,16 @@ from tqdm.auto import tqdm
 
 from afford import __version__
 from afford.data.crops import square_crop_box
-from afford.data.io import output_dir, read_json, write_image, write_json, write_npz, write_text
+from afford.data.io import (
+    output_dir,
+    read_image,
+    read_json,
+    read_npz,
+    write_image,
+    write_json,
+    write_npz,
+    write_text,
+)
 from afford.errors import AffordError, DataError, UsageError
 from afford.geometry.camera import backproject, sphere_cameras
 from afford.geometry.pseudolabel import PartQuery, PseudoLabelConfig, pseudo_label_masks
@@ -208,12 +217,12 @@ def _prepare_one(
     official_split: str | None,
     taxonomy: Taxonomy,
     labelers,
+    spec: str,
     cfg: PrepareConfig,
     root: Path,
 ) -> dict[str, Any]:
-    """Render, label and write one asset into ``assets/<id>`` (atomically); its record."""
-    import trimesh
-
+    """Render (or reuse the stored render), label and write one asset into ``assets/<id>``
+    (atomically); returns its record."""
     aid, category = src.id, src.category
     if category not in taxonomy.parts:
         raise DataError(
@@ -222,23 +231,19 @@ def _prepare_one(
     functions = taxonomy.functions_of(category)
     if not functions:
         raise DataError(f"{src.path}: category {category!r} has no functions in the taxonomy")
-    asset = load_asset(src.path, aid, category)
     parts, names = _part_table(taxonomy, category)
-    face_part = match_parts(asset.groups, names)[asset.face_group]
-    has_parts = bool((face_part >= 0).any())
-    r = render_asset(asset, cfg, face_part)
+    final = root / "assets" / aid
+    if (final / "record.json").is_file():  # rendered before, with another labeller: relabel
+        r = _load_render(root, aid)
+    else:
+        r = _render_stage(src, cfg, parts, names)
     V = cfg.views
     mask, depth, part_id = r["mask"], r["depth"], r["part_id"]
     K, R, t = r["K"], r["R"], r["t"]
+    has_parts = bool((part_id >= 0).any())
+    cloud, surface_part = r["surface_points"], r["surface_part"]
     crop_box = np.stack([square_crop_box(m, cfg.crop_scale) for m in mask]).astype(np.int32)
     pts = backproject(depth, K, R, t)
-
-    n_cloud = max(cfg.cloud_points, int(np.ceil(asset.mesh.area / cfg.cloud_spacing**2)))
-    cloud, face = trimesh.sample.sample_surface(
-        asset.mesh, min(n_cloud, cfg.max_cloud_points), seed=_rng(cfg.seed, aid, "cloud")
-    )
-    cloud = np.asarray(cloud, dtype=np.float32)
-    surface_part = face_part[face].astype(np.int16)
     pcfg = PseudoLabelConfig(**cfg.pseudo)
     cloud_index = match_to_cloud(pts, cloud.astype(np.float64), pcfg.nn_tol)
 
@@ -294,7 +299,6 @@ def _prepare_one(
     src_view = pairs[:, 0].repeat(np.diff(offsets))
     mv_part = part_id[src_view, mv_src[:, 0].astype(int), mv_src[:, 1].astype(int)]
 
-    final = root / "assets" / aid
     tmp = root / "assets" / f".tmp-{aid}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -339,14 +343,7 @@ def _prepare_one(
         "parts": parts,
         "functions": functions,
         "function_parts": function_parts,
-        "source": {
-            "file": src.path.name,
-            "faces": asset.n_faces,
-            "textured": asset.material.textured,
-            "scale": asset.scale,
-            "centre": asset.centre.tolist(),
-            "named_parts": sorted({parts[i] for i in np.unique(face_part[face_part >= 0])}),
-        },
+        "source": r["source"],
     }
     if official_split is not None:
         record["official_split"] = official_split
@@ -355,11 +352,92 @@ def _prepare_one(
         "pseudo_valid": int(pseudo_valid.sum()),
         "pseudo_total": int(pseudo_valid.size),
     }
-    write_json(tmp / "record.json", {"record": record, "stats": stats})
-    if final.exists():  # a leftover without record.json (never a finished asset)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    write_json(
+        tmp / "record.json",
+        {"record": record, "stats": stats, "labeler": spec, "labeler_name": labelers.name},
+    )
+    _replace_dir(tmp, final)
     return {"id": aid, "record": record, "stats": stats}
+
+
+def _render_stage(
+    src: AssetSource, cfg: PrepareConfig, parts: list[str], names: dict[str, int]
+) -> dict:
+    """Load, render and sample one asset: the arrays of :func:`render_asset` plus
+    ``surface_points`` (P,3) float32, ``surface_part`` (P,) int16 and ``source`` (record)."""
+    import trimesh
+
+    asset = load_asset(src.path, src.id, src.category)
+    face_part = match_parts(asset.groups, names)[asset.face_group]
+    r = render_asset(asset, cfg, face_part)
+    n_cloud = max(cfg.cloud_points, int(np.ceil(asset.mesh.area / cfg.cloud_spacing**2)))
+    cloud, face = trimesh.sample.sample_surface(
+        asset.mesh, min(n_cloud, cfg.max_cloud_points), seed=_rng(cfg.seed, src.id, "cloud")
+    )
+    r["surface_points"] = np.asarray(cloud, dtype=np.float32)
+    r["surface_part"] = face_part[face].astype(np.int16)
+    r["source"] = {
+        "file": src.path.name,
+        "faces": asset.n_faces,
+        "textured": asset.material.textured,
+        "scale": asset.scale,
+        "centre": asset.centre.tolist(),
+        "named_parts": sorted({parts[i] for i in np.unique(face_part[face_part >= 0])}),
+    }
+    return r
+
+
+def _load_render(root: Path, aid: str) -> dict:
+    """The render stored in ``assets/<aid>`` (same arrays as :func:`_render_stage`)."""
+    base = root / "assets" / aid
+    data = read_json(base / "record.json")
+    rec = data["record"]
+    views = read_npz(base / "views.npz")
+    geom = read_npz(base / "geometry.npz")
+    rgb = np.stack([read_image(root / p) for p in rec["rgb"]])
+    part_id = views.get("part_id")
+    if part_id is None:
+        part_id = np.full(views["mask"].shape, -1, dtype=np.int16)
+    R, t = views["R"], views["t"]
+    return {
+        "rgb": rgb,
+        "mask": views["mask"].astype(bool),
+        "depth": geom["depth"],
+        "part_id": part_id,
+        "K": views["K"],
+        "R": R,
+        "t": t,
+        "centres": -np.einsum("vji,vj->vi", R, t),
+        "surface_points": geom["surface_points"],
+        "surface_part": geom["surface_part"],
+        "source": rec["source"],
+    }
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``final`` (an older one is removed after)."""
+    old = final.with_name(f".old-{final.name}")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+class NoLabeler:
+    """``--labeler none``: render only (no boxes, every pseudo label invalid); label later,
+    e.g. with ``boxes:FILE`` made from the rendered images, by re-running on the folder."""
+
+    name = "none"
+
+    def __init__(self, samples: int = 4) -> None:
+        self.samples = samples
+
+    def for_asset(self, asset_id, category, part_id=None, parts=None):
+        n = self.samples
+        return lambda image, query, view: np.full((n, 4), np.nan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,17 +447,21 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(spec, taxonomy, device, samples, labelers):
-    if labelers is None:
+    if labelers is None and spec == "none":
+        labelers = NoLabeler(samples)
+    elif labelers is None:
         from afford.prepare.labelers import open_labeler
 
         labelers = open_labeler(spec, taxonomy, device=device, samples=samples)
-    _WORKER["labelers"] = labelers
+    _WORKER["labelers"], _WORKER["spec"] = labelers, spec
 
 
 def _run_job(job: tuple) -> dict[str, Any]:
     src, split, official, taxonomy, cfg, root = job
     try:
-        return _prepare_one(src, split, official, taxonomy, _WORKER["labelers"], cfg, Path(root))
+        return _prepare_one(
+            src, split, official, taxonomy, _WORKER["labelers"], _WORKER["spec"], cfg, Path(root)
+        )
     except AffordError as exc:
         return {"id": src.id, "failure": str(exc), "file": str(src.path)}
     except Exception as exc:  # noqa: BLE001 -- one bad asset must not stop the others
@@ -395,13 +477,12 @@ def _run_job(job: tuple) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _state(cfg: PrepareConfig, spec: str, taxonomy: Taxonomy) -> dict[str, Any]:
+def _state(cfg: PrepareConfig, taxonomy: Taxonomy) -> dict[str, Any]:
     tax = json.dumps(taxonomy.to_dict(), sort_keys=True)
     return {
         "format": "afford-prepare-state",
         "generator": GENERATOR,
         "version": GENERATOR_VERSION,
-        "labeler": spec,
         "taxonomy_crc32": zlib.crc32(tax.encode("utf-8")),
         "options": asdict(cfg),
     }
@@ -433,6 +514,13 @@ def _open_out(out: Path, state: dict, overwrite: bool) -> None:
             elif p.exists():
                 p.unlink()
     write_json(state_path, state)
+
+
+def _labelled_by(record_path: Path) -> str | None:
+    try:
+        return read_json(record_path).get("labeler")
+    except (AffordError, AttributeError):
+        return None
 
 
 def _splits(taxonomy: Taxonomy) -> dict[str, str]:
@@ -489,12 +577,12 @@ def prepare_correspondence(
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-    if labelers is None:
+    if labelers is None and labeler != "none":
         from afford.prepare.labelers import parse_spec
 
         parse_spec(labeler)
     root = Path(out)
-    _open_out(root, _state(cfg, labeler, tax), overwrite)
+    _open_out(root, _state(cfg, tax), overwrite)
     sources, failures = discover_assets(assets, manifest)
     if not sources and not failures:
         raise DataError(f"--assets {assets}: no mesh files ({', '.join(MESH_SUFFIXES)})")
@@ -502,7 +590,8 @@ def prepare_correspondence(
     official = _splits(tax)
     jobs, done_ids = [], []
     for s in sources:
-        if (root / "assets" / s.id / "record.json").is_file():
+        rec = root / "assets" / s.id / "record.json"
+        if rec.is_file() and _labelled_by(rec) == labeler:
             done_ids.append(s.id)
             continue
         off = official.get(s.id)
@@ -512,12 +601,13 @@ def prepare_correspondence(
         if "failure" in res:
             failures.append({"asset": res["id"], "file": res["file"], "reason": res["failure"]})
     failed_ids = {f["asset"] for f in failures}
-    records, stats = {}, {}
+    records, stats, names = {}, {}, []
     for s in sources:
         path = root / "assets" / s.id / "record.json"
         if s.id not in failed_ids and path.is_file():
             data = read_json(path)
             records[s.id], stats[s.id] = data["record"], data["stats"]
+            names.append(str(data.get("labeler_name", labeler)))
     failures.sort(key=lambda f: (f["asset"], f["file"]))
     write_text(
         root / FAILURES_FILE,
@@ -528,7 +618,7 @@ def prepare_correspondence(
             f"--assets {assets}: no asset could be prepared ({len(failures)} failed; reasons in "
             f"{root / FAILURES_FILE})"
         )
-    _write_manifest(root, records, stats, cfg, tax, labelers.name if labelers else labeler)
+    _write_manifest(root, records, stats, cfg, tax, " + ".join(sorted(set(names))))
     return {
         "out": str(root),
         "assets": n_found,

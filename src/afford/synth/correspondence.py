@@ -44,6 +44,8 @@ from afford.geometry.pseudolabel import (
     pseudo_label_masks,
 )
 from afford.geometry.visible import match_to_cloud, multiview_correspondences
+from afford.geometry.visible import neighbour_view_pairs as _neighbour_pairs
+from afford.geometry.visible import stratified_subsample as _stratified
 from afford.synth.assets import CATEGORIES, make_asset
 from afford.synth.render import Scene
 from afford.viz import draw_matches, image_grid
@@ -194,28 +196,6 @@ def reframe_camera(camera: Camera, box: np.ndarray) -> Camera:
     a = n / side
     A = np.array([[a, 0, (0.5 - left) * a - 0.5], [0, a, (0.5 - top) * a - 0.5], [0, 0, 1.0]])
     return Camera(A @ camera.K, camera.R, camera.t, n, n)
-
-
-def _stratified(inside: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of ``n`` items: up to n/2 with ``inside`` True, the rest from the others
-    (topped up from either group when one is short)."""
-    ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
-    k_in = min(len(ins), max(n // 2, n - len(outs)))
-    k_out = min(len(outs), n - k_in)
-    pick = np.concatenate(
-        [rng.choice(ins, k_in, replace=False), rng.choice(outs, k_out, replace=False)]
-    )
-    return np.sort(pick)
-
-
-def _neighbour_pairs(centres: np.ndarray, k: int) -> np.ndarray:
-    """(P, 2) ordered view pairs: each view with its k nearest views by camera direction."""
-    d = centres / np.linalg.norm(centres, axis=1, keepdims=True)
-    ang = np.arccos(np.clip(d @ d.T, -1, 1))
-    np.fill_diagonal(ang, np.inf)
-    k = min(k, len(centres) - 1)
-    near = np.argsort(ang, axis=1, kind="stable")[:, :k]
-    return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
