@@ -41,7 +41,7 @@ GOAL = 30.0  # assets per minute, labeller excluded
 def _mesh(faces: int, seed: int) -> trimesh.Trimesh:
     """A bumpy ellipsoid of about ``faces`` triangles with a spherical UV map."""
     rng = np.random.default_rng(seed)
-    n = max(8, int(np.sqrt(faces / 2)))
+    n = max(8, int(np.sqrt(faces / 4)))  # a uv sphere of count [n, n] has ~4 n^2 faces
     m = trimesh.creation.uv_sphere(radius=0.5, count=[n, n])
     v = np.asarray(m.vertices) * rng.uniform(0.6, 1.4, 3)
     v *= 1 + 0.05 * np.sin(7 * v[:, :1]) * np.cos(5 * v[:, 1:2])

@@ -209,8 +209,9 @@ class Scene:
         face_specular, face_shininess: (F,) Blinn-Phong parameters (default 0.2, 20).
         shading_normals: (F,3,3) object-frame normal per face corner (default
             :func:`corner_normals` of the mesh).
-        cull: cast only the rays of the pixel window that the scene's bounding box projects
-            to (exact: no other ray can hit; faster when the scene covers part of the view).
+        cull: cast only the rays of the pixel window spanned by the projected vertices (exact
+            when every vertex is in front of the camera, else all rays are cast; faster when
+            the scene covers part of the view).
     """
 
     def __init__(
@@ -271,19 +272,23 @@ class Scene:
         self.face_normals = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
         # shading normals per face corner: the object's split at sharp edges, extras use
         # their own vertex normals
-        vn = np.asarray(self.mesh.vertex_normals)[self.mesh.faces]  # (F,3,3)
         obj_vn = corner_normals(mesh) if shading_normals is None else shading_normals
-        vn[: self.n_obj] = obj_vn @ self.pose[:3, :3].T
+        if self.extras:
+            vn = np.asarray(self.mesh.vertex_normals)[self.mesh.faces]  # (F,3,3)
+            vn[: self.n_obj] = obj_vn @ self.pose[:3, :3].T
+        else:
+            vn = obj_vn @ self.pose[:3, :3].T
         cosang = np.einsum("fkc,fc->fk", vn, self.face_normals)
         self.smooth = np.all(cosang > np.cos(np.deg2rad(35.0)), axis=1)
         self.face_vn = vn
         self.cull = bool(cull)
-        self._corners = trimesh.bounds.corners(self.mesh.bounds)
+        self._cull_points = np.asarray(self.mesh.vertices) if self.cull else None
         self._intersector = _make_intersector(self.mesh)
 
     def _window(self, camera: Camera) -> np.ndarray | None:
-        """Flat indices of the pixels inside the projected bounding box (None: all)."""
-        uv, z = camera.project(self._corners)
+        """Flat indices of the pixels inside the bounding box of the projected vertices (None:
+        all). A triangle in front of the camera projects inside its vertices' bounding box."""
+        uv, z = camera.project(self._cull_points)
         if (z <= 1e-9).any():
             return None
         W, H = camera.width, camera.height

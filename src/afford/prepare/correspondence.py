@@ -304,7 +304,7 @@ def _prepare_one(
         shutil.rmtree(tmp)
     rgb_paths = []
     for v in range(V):
-        write_image(tmp / "rgb" / f"{v:02d}.png", r["rgb"][v])
+        write_image(tmp / "rgb" / f"{v:02d}.png", r["rgb"][v], png_level=1)
         rgb_paths.append(f"assets/{aid}/rgb/{v:02d}.png")
     views = dict(
         K=K, R=R, t=t, mask=mask, pseudo_mask=pseudo_mask, pseudo_valid=pseudo_valid,
