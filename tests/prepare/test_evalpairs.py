@@ -289,3 +289,38 @@ def test_handal_cli_errors(handal, tmp_path, capsys):
     assert rc != 0 and "not a BOP tree" in capsys.readouterr().err
     rc = main(["prepare", "handal", str(bop), "--out", str(tmp_path / "z"), "--labeler", "x:y"])
     assert rc == 2 and "--labeler" in capsys.readouterr().err
+
+
+def test_alignments_in_mesh_coordinates_use_the_recorded_normalisation(handal, tmp_path):
+    _, ds_root = handal
+    root = _copy(ds_root, tmp_path / "ds")
+    T = np.eye(4)
+    T[:3, :3] = RZ.T  # mesh 2 = RZ mesh 1 (mm): target 2 -> source 1
+    lo, hi = np.array([30.0, -26, -21]), np.array([61.0, 36, 21])  # x > 30 mm of object 1
+    box1 = {"center": ((lo + hi) / 2).tolist(), "size": (hi - lo).tolist()}
+    box2 = {
+        "center": (RZ @ ((lo + hi) / 2)).tolist(),
+        "size": (hi - lo).tolist(),
+        "rotation": RZ.tolist(),
+    }  # the same box carried onto object 2: an oriented box
+    al = tmp_path / "al.json"
+    al.write_text(json.dumps({"format": "afford-alignments", "format_version": 1, "frame": "mesh",
+                              "pairs": [{"id": "m0", "function": "grasp",
+                                         "source": "boxes_000001", "target": "boxes_000002",
+                                         "T": T.tolist(), "source_box": box1,
+                                         "target_box": box2}]}))  # fmt: skip
+    res = write_eval_pairs(root, al, max_points=400, progress=False)
+    arr = read_npz(root / res["pairs"][0]["file"])
+    d = np.linalg.norm(arr["xyz1"] - arr["xyz2"], axis=1)
+    assert len(d) > 50 and np.median(d) < 0.03
+    # the box part is the labelled part (x > 30 mm) of that view
+    ds = CorrespondenceDataset(root)
+    gt = ds.crop_view("boxes_000001", res["pairs"][0]["source"]["view"])["gt_mask"][0]
+    pm = arr["part_mask1"]
+    assert (pm & gt).sum() / (pm | gt).sum() > 0.85
+    # without a normalisation record the mesh frame is refused, naming the asset
+    meta = read_json(root / "dataset.json")
+    del meta["assets"]["boxes_000002"]["normalization"]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="assets.boxes_000002.normalization: missing"):
+        write_eval_pairs(root, al, overwrite=True, progress=False)

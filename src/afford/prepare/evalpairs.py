@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "AlignedPair",
     "read_alignments",
     "points_in_part_boxes",
+    "to_normalized",
     "write_eval_pairs",
 ]
 
@@ -52,6 +53,7 @@ ALIGNMENTS_VERSION = 1
 EVAL_FORMAT = "afford-correspondence-eval"
 EVAL_SPLITS = ("val", "test")
 CROP = 224
+FRAMES = ("normalized", "mesh")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class AlignedPair:
     source_view: int | None = None
     target_view: int | None = None
     rank: int = 0
+    frame: str = "normalized"  # or "mesh": the assets' mesh-file coordinates (see to_normalized)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +155,12 @@ def read_alignments(path: str | os.PathLike) -> list[AlignedPair]:
             f"{where}: format_version: expected {ALIGNMENTS_VERSION}, got "
             f"{data.get('format_version')!r}"
         )
+    unknown_top = sorted(set(data) - {"format", "format_version", "frame", "pairs", "notes"})
+    if unknown_top:
+        raise DataError(f"{where}: unknown top-level keys {unknown_top}")
+    frame = data.get("frame", "normalized")
+    if frame not in FRAMES:
+        raise DataError(f"{where}: frame: expected one of {list(FRAMES)}, got {frame!r}")
     pairs = data.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise DataError(f"{where}: pairs: expected a non-empty list")
@@ -207,9 +216,50 @@ def read_alignments(path: str | os.PathLike) -> list[AlignedPair]:
                 source_view=views["source_view"],
                 target_view=views["target_view"],
                 rank=int(views["rank"] or 0),
+                frame=frame,
             )
         )
     return out
+
+
+def _normalizer(ds: CorrespondenceDataset, aid: str) -> np.ndarray:
+    """(4, 4) ``N``: mesh-file coordinates -> the asset's normalised object frame,
+    ``x_n = s (x - c)`` from the asset's ``normalization`` record in dataset.json."""
+    rec = ds.meta["assets"][aid].get("normalization")
+    where = f"{ds.root / 'dataset.json'}: assets.{aid}.normalization"
+    if not isinstance(rec, dict) or "center" not in rec or "scale" not in rec:
+        raise DataError(
+            f"{where}: missing ({{'center': [x, y, z], 'scale': s}}); an alignments file in the "
+            "'mesh' frame needs it, or write the boxes and T in the normalised frame"
+        )
+    c = _matrix(rec["center"], (3,), f"{where}.center")
+    scale = float(rec["scale"])
+    if not np.isfinite(scale) or scale <= 0:
+        raise DataError(f"{where}.scale: expected a number > 0, got {rec['scale']!r}")
+    N = np.eye(4)
+    N[:3, :3] *= scale
+    N[:3, 3] = -scale * c
+    return N
+
+
+def to_normalized(ds: CorrespondenceDataset, pair: AlignedPair) -> AlignedPair:
+    """An alignment given in mesh-file coordinates -> the normalised object frames:
+    ``T_n = N_s T N_t^-1``; box centres ``s (c_b - c)``, sizes ``s size``, same rotation."""
+    if pair.frame == "normalized":
+        return pair
+    Ns, Nt = _normalizer(ds, pair.source), _normalizer(ds, pair.target)
+
+    def boxes(bs: tuple[PartBox, ...], N: np.ndarray) -> tuple[PartBox, ...]:
+        s = N[0, 0]
+        return tuple(PartBox(N[:3, :3] @ b.center + N[:3, 3], s * b.size, b.rotation) for b in bs)
+
+    return replace(
+        pair,
+        T=Ns @ pair.T @ np.linalg.inv(Nt),
+        source_boxes=boxes(pair.source_boxes, Ns),
+        target_boxes=boxes(pair.target_boxes, Nt),
+        frame="normalized",
+    )
 
 
 def points_in_part_boxes(points: np.ndarray, boxes: tuple[PartBox, ...]) -> np.ndarray:
@@ -374,7 +424,7 @@ def write_eval_pairs(
                 )
         pid = p.id or f"{sa.split}_{counters[sa.split]:05d}"
         counters[sa.split] += 1
-        plan.append((pid, sa.split, p))
+        plan.append((pid, sa.split, to_normalized(ds, p)))
     dup = sorted({pid for pid, _, _ in plan if [q for q, _, _ in plan].count(pid) > 1})
     if dup:
         raise DataError(f"alignments: pair ids {dup} are used twice (generated ids included)")

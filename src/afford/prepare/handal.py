@@ -315,7 +315,7 @@ def _convert_object(
 ) -> dict[str, Any]:
     """Write one HANDAL object as an afford asset; returns its manifest record."""
     views = ds.views(obj_id, stride=cfg.stride, max_views=cfg.max_views)
-    mesh, _, _ = ds.model(obj_id)
+    mesh, centre, scale = ds.model(obj_id)
     cloud = np.asarray(
         trimesh.sample.sample_surface(mesh, cfg.cloud_points, seed=cfg.seed + obj_id)[0],
         np.float64,
@@ -445,6 +445,8 @@ def _convert_object(
         "multiview": f"assets/{aid}/multiview.npz",
         "functions": [cfg.function],
         "function_parts": {cfg.function: [cfg.part]},
+        # x_normalised = scale * (x_model - center), model units (BOP: mm)
+        "normalization": {"center": np.asarray(centre).tolist(), "scale": float(scale)},
         "source": {
             "root": str(ds.root),
             "obj_id": obj_id,
