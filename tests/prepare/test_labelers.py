@@ -375,3 +375,26 @@ def test_hf_id_loads_from_the_local_hf_cache_offline(models, tmp_path, monkeypat
     a = labelers.for_asset("k", "kettle")(IMG, Q, 0)
     b = direct.for_asset("k", "kettle")(IMG, Q, 0)
     assert np.array_equal(a, b, equal_nan=True) and valid_boxes(a).all()
+
+
+def test_missing_detect_extra_is_a_one_line_error(tmp_path):
+    import subprocess
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    script = (
+        "import sys\n"
+        "sys.modules['transformers'] = None\n"
+        "from afford.prepare.labelers import open_labeler\n"
+        "from afford.cli import missing_extra\n"
+        "try:\n"
+        f"    open_labeler('owlv2:{tmp_path / 'm'}', None)\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(missing_extra(exc))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.stdout.strip() == (
+        "this command needs 'transformers', from the optional 'detect' extra: "
+        "pip install 'afford[detect]'"
+    ), run.stderr
