@@ -398,3 +398,28 @@ def test_missing_detect_extra_is_a_one_line_error(tmp_path):
         "this command needs 'transformers', from the optional 'detect' extra: "
         "pip install 'afford[detect]'"
     ), run.stderr
+
+
+def test_handal_conversion_with_a_detector_labeller(models, tmp_path):
+    """`afford prepare handal --labeler owlv2:MODEL`: detector boxes stored per view, then the
+    3-D vote aggregation; the manifest names the labeller."""
+    pytest.importorskip("trimesh")
+    from afford.cli import main
+    from afford.data.io import read_json, read_npz
+    from tiny_bop import write_tiny_bop
+
+    bop = write_tiny_bop(tmp_path / "handal_dataset_mugs")
+    out = tmp_path / "ds"
+    rc = main(["prepare", "handal", str(bop), "--out", str(out), "--objects", "1",
+               "--cloud-points", "3000", "--labeler", f"owlv2:{models['owlv2']}",
+               "--taxonomy", "synth", "--samples", "5"])  # fmt: skip
+    assert rc == 0
+    meta = read_json(out / "dataset.json")
+    assert meta["pseudo_labels"]["labeler"] == f"owlv2:{models['owlv2']}"
+    assert list(meta["assets"]) == ["mugs_000001"]
+    v = read_npz(out / meta["assets"]["mugs_000001"]["views"])
+    assert v["boxes"].shape == (3, 1, 5, 4) and v["pseudo_mask"].shape == (3, 1, 224, 224)
+    b = v["boxes"][valid_boxes(v["boxes"])]
+    assert len(b) and (b[:, :2] >= -0.5).all() and (b[:, 2:] <= 223.5).all()
+    # masks never leave the object
+    assert not (v["pseudo_mask"][:, 0] & ~v["mask"]).any()

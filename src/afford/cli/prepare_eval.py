@@ -47,6 +47,9 @@ def register(groups: dict) -> None:
     h.add_argument("--labeler", default=None, metavar="SPEC",
                    help="pseudo-label the views (docs/labelers.md); default: none")  # fmt: skip
     h.add_argument("--samples", type=int, default=4, help="labeller samples per view")
+    h.add_argument("--taxonomy", default=None, metavar="NAME|FILE|DIR",
+                   help="part descriptions for detector prompts: a shipped name, an afford "
+                   "taxonomy file or the official taxonomy folder")  # fmt: skip
     h.add_argument("--alignments", default=None, metavar="FILE",
                    help="also write evaluation pairs from this afford-alignments JSON")  # fmt: skip
     h.add_argument("--max-points", type=int, default=10000, help="GT points per pair at most")
@@ -81,6 +84,22 @@ def _report(root, res) -> None:
     )
 
 
+def _taxonomy(value: str | None):
+    """A taxonomy from a shipped name, an afford taxonomy file or the official folder."""
+    if value is None:
+        return None
+    from pathlib import Path
+
+    from afford.taxonomy import Taxonomy
+
+    path = Path(value)
+    if path.is_dir():
+        return Taxonomy.from_official(path)
+    if path.is_file():
+        return Taxonomy.load(path)
+    return Taxonomy.shipped(value)
+
+
 def _handal(args: argparse.Namespace) -> int:
     from afford.errors import UsageError
     from afford.prepare.handal import HandalConvertConfig, write_handal_dataset
@@ -105,7 +124,9 @@ def _handal(args: argparse.Namespace) -> int:
         samples=args.samples,
         device=args.device,
     )
-    manifest = write_handal_dataset(args.roots, args.out, cfg, overwrite=args.overwrite)
+    manifest = write_handal_dataset(
+        args.roots, args.out, cfg, overwrite=args.overwrite, taxonomy=_taxonomy(args.taxonomy)
+    )
     print(
         f"wrote {manifest['counts']['assets']} HANDAL assets "
         f"({manifest['counts']['views']} views) to {args.out}"

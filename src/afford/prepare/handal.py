@@ -465,6 +465,7 @@ def write_handal_dataset(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    taxonomy: Any = None,
 ) -> dict[str, Any]:
     """Convert HANDAL object folders (BOP layout) into an afford-correspondence dataset.
 
@@ -474,7 +475,8 @@ def write_handal_dataset(
     ``cfg.function``, part ``cfg.part``) as GT; surface samples get the part by majority vote of
     the views that see them. All assets are in the ``test`` split; evaluation pairs come from
     an alignments file (:func:`afford.prepare.evalpairs.write_eval_pairs`). Pseudo-labels only
-    with ``cfg.labeler`` (all invalid otherwise). Returns the manifest.
+    with ``cfg.labeler`` (all invalid otherwise; ``taxonomy`` gives detector prompts their part
+    descriptions). Returns the manifest.
     """
     cfg = cfg or HandalConvertConfig()
     roots = [Path(r) for r in roots]
@@ -504,7 +506,7 @@ def write_handal_dataset(
     if cfg.labeler:
         from afford.prepare.labelers import open_labeler
 
-        labelers = open_labeler(cfg.labeler, None, device=cfg.device, samples=cfg.samples)
+        labelers = open_labeler(cfg.labeler, taxonomy, device=cfg.device, samples=cfg.samples)
     root = _prepare_out(Path(out), overwrite)
     records = {}
     for ds, obj_id, aid, cat in tqdm(jobs, desc="HANDAL objects", disable=not progress):
