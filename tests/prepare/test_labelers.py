@@ -2,6 +2,7 @@
 the simulated labeller, and their boxes going through the 3-D vote aggregation."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,9 +149,10 @@ def test_missing_model_is_a_clear_usage_error(tmp_path, monkeypatch, models):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no config.json"):
         open_labeler(f"grounding-dino:{tmp_path / 'empty'}", TAX)
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(UsageError) as err:
         open_labeler("owlv2:someone/not-cached-owlv2", TAX)
     msg = str(err.value)
@@ -297,3 +299,127 @@ def test_simulated_needs_part_ids_and_matches_the_synth_labeller():
     # another asset id -> another seed
     other = labelers.for_asset("kettle_001", "kettle", pid, parts)
     assert other.sim.seed != sim.seed
+
+
+# ---------------------------------------------------------------------------------------------
+# labeller boxes -> the 3-D vote aggregation
+
+
+def test_boxes_file_through_vote_aggregation_reproduces_the_synth_pseudo_labels(tmp_path):
+    """Boxes exported to an afford-boxes file and read back give the synthetic writer's own
+    pseudo-label masks (same clustering, voting and mask rules)."""
+    pytest.importorskip("trimesh")
+    from afford.data.io import read_json, read_npz
+    from afford.geometry.camera import backproject
+    from afford.geometry.pseudolabel import pseudo_label_masks
+    from afford.geometry.visible import match_to_cloud
+    from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
+
+    root = tmp_path / "ds"
+    cfg = CorrSynthConfig(size="tiny", views=4, categories=["kettle"], per_category=(1, 1, 1),
+                          pairs=(0, 0))  # fmt: skip
+    write_correspondence_dataset(root, cfg, progress=False, contact_sheet=False)
+    meta = read_json(root / "dataset.json")
+    aid = meta["splits"]["train"][0]
+    rec = meta["assets"][aid]
+    views = read_npz(root / rec["views"])
+    geom = read_npz(root / rec["geometry"])
+    doc = {
+        "format": "afford-boxes",
+        "format_version": 1,
+        "pixel_origin": "center",
+        "assets": {
+            aid: {
+                str(v): {
+                    f: [None if np.isnan(b).any() else b.tolist() for b in views["boxes"][v, fi]]
+                    for fi, f in enumerate(rec["functions"])
+                }
+                for v in range(rec["n_views"])
+            }
+        },
+    }
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(doc))
+    label = open_labeler(f"boxes:{path}", Taxonomy.shipped("synth"), samples=4).for_asset(
+        aid, rec["category"]
+    )
+    pts = backproject(geom["depth"], views["K"], views["R"], views["t"])
+    cloud = geom["surface_points"].astype(np.float64)
+    index = match_to_cloud(pts, cloud)
+    for fi, f in enumerate(rec["functions"]):
+        q = PartQuery(rec["category"], f, " / ".join(rec["function_parts"][f]))
+        boxes = np.stack([label(None, q, v) for v in range(rec["n_views"])])
+        assert np.array_equal(boxes, views["boxes"][:, fi].astype(np.float64), equal_nan=True)
+        res = pseudo_label_masks(cloud, pts, views["mask"], views["K"], views["R"], views["t"],
+                                 boxes, crop_sizes=views["crop_box"][:, 2],
+                                 cloud_index=index)  # fmt: skip
+        assert np.array_equal(res.mask, views["pseudo_mask"][:, fi])
+        assert np.array_equal(res.valid, views["pseudo_valid"][:, fi])
+
+
+def test_hf_id_loads_from_the_local_hf_cache_offline(models, tmp_path, monkeypatch):
+    """An HF id resolves from the hub cache layout (models--org--name/snapshots/<rev>/)."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-owlv2"
+    rev = "0" * 40
+    shutil.copytree(models["owlv2"], repo / "snapshots" / rev)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # read at import time
+    labelers = open_labeler("owlv2:someone/tiny-owlv2", TAX, samples=2, options={"threshold": 0})
+    assert labelers.name == "owlv2:someone/tiny-owlv2"
+    direct = open_labeler(f"owlv2:{models['owlv2']}", TAX, samples=2, options={"threshold": 0})
+    a = labelers.for_asset("k", "kettle")(IMG, Q, 0)
+    b = direct.for_asset("k", "kettle")(IMG, Q, 0)
+    assert np.array_equal(a, b, equal_nan=True) and valid_boxes(a).all()
+
+
+def test_missing_detect_extra_is_a_one_line_error(tmp_path):
+    import subprocess
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    script = (
+        "import sys\n"
+        "sys.modules['transformers'] = None\n"
+        "from afford.prepare.labelers import open_labeler\n"
+        "from afford.cli import missing_extra\n"
+        "try:\n"
+        f"    open_labeler('owlv2:{tmp_path / 'm'}', None)\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(missing_extra(exc))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.stdout.strip() == (
+        "this command needs 'transformers', from the optional 'detect' extra: "
+        "pip install 'afford[detect]'"
+    ), run.stderr
+
+
+def test_handal_conversion_with_a_detector_labeller(models, tmp_path):
+    """`afford prepare handal --labeler owlv2:MODEL`: detector boxes stored per view, then the
+    3-D vote aggregation; the manifest names the labeller."""
+    pytest.importorskip("trimesh")
+    from afford.cli import main
+    from afford.data.io import read_json, read_npz
+    from tiny_bop import write_tiny_bop
+
+    bop = write_tiny_bop(tmp_path / "handal_dataset_mugs")
+    out = tmp_path / "ds"
+    rc = main(["prepare", "handal", str(bop), "--out", str(out), "--objects", "1",
+               "--cloud-points", "3000", "--labeler", f"owlv2:{models['owlv2']}",
+               "--taxonomy", "synth", "--samples", "5"])  # fmt: skip
+    assert rc == 0
+    meta = read_json(out / "dataset.json")
+    assert meta["pseudo_labels"]["labeler"] == f"owlv2:{models['owlv2']}"
+    assert list(meta["assets"]) == ["mugs_000001"]
+    v = read_npz(out / meta["assets"]["mugs_000001"]["views"])
+    assert v["boxes"].shape == (3, 1, 5, 4) and v["pseudo_mask"].shape == (3, 1, 224, 224)
+    b = v["boxes"][valid_boxes(v["boxes"])]
+    assert len(b) and (b[:, :2] >= -0.5).all() and (b[:, 2:] <= 223.5).all()
+    # masks never leave the object
+    assert not (v["pseudo_mask"][:, 0] & ~v["mask"]).any()

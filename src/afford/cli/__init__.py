@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "afford.demo",
     "afford.cli.serve",
     "afford.cli.export",
+    "afford.cli.prepare_eval",
 ]
 
 GROUPS = {
