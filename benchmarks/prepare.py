@@ -6,8 +6,10 @@ official rig (19 views, 490 px, radius 2) and ``--workers`` processes:
 
 - *labeller excluded*: the ``simulated`` labeller (boxes from the rendered part ids, no model;
   a built-in oracle of the same cost when :mod:`afford.prepare.labelers` is not installed);
-- *labeller included*: a tiny randomly initialised OWLv2 (``--owlv2 DIR``, a
-  ``save_pretrained`` folder; skipped without it).
+- *labeller included*: OWLv2 through transformers, by default a tiny randomly initialised one
+  (tests/prepare/tiny_detectors.py: the labeller's pre/post-processing and the pipeline's
+  cost, not a real detector's forward pass); ``--owlv2 DIR`` takes a ``save_pretrained``
+  folder instead (e.g. google/owlv2-base-patch16-ensemble), ``--no-owlv2`` skips the row.
 
 Reported per row: wall-clock assets per minute, CPU seconds per asset (parent + workers,
 robust to a shared machine) and the assets per minute that implies on ``--workers`` dedicated
@@ -23,6 +25,7 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,7 +136,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assets", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--owlv2", help="a tiny OWLv2 save_pretrained folder (labeller included)")
+    ap.add_argument("--owlv2", help="an OWLv2 save_pretrained folder (default: tiny random)")
+    ap.add_argument("--no-owlv2", action="store_true", help="skip the labeller-included row")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,9 +151,16 @@ def main() -> None:
         except ModuleNotFoundError:
             spec, labelers = "simulated", _Oracle()
         rows.append(_run(base / "assets", tax, base / "out1", spec, args.workers, labelers))
-        if args.owlv2:
-            spec = f"owlv2:{args.owlv2}"
-            rows.append(_run(base / "assets", tax, base / "out2", spec, args.workers))
+        if not args.no_owlv2:
+            model = args.owlv2
+            if model is None:
+                sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "prepare"))
+                from tiny_detectors import save_tiny_owlv2
+
+                model = save_tiny_owlv2(base / "tiny-owlv2")
+            row = _run(base / "assets", tax, base / "out2", f"owlv2:{model}", args.workers)
+            row["labeller"] = "owlv2 (tiny random)" if args.owlv2 is None else "owlv2"
+            rows.append(row)
     result = {
         "views": 19,
         "image_size": 490,

@@ -138,6 +138,7 @@ def write_official_taxonomy(folder: Path) -> Path:
         json.dumps({"mug": {"handle": "the loop on the side", "body": "the cup"}})
     )
     (sub / "duplicated_parts.json").write_text(json.dumps({"mug": {"grip": "handle"}}))
-    (sub / "train_split.json").write_text(json.dumps(["a1b2c3---mug.glb", "crate01---box.obj"]))
+    (sub / "train_split.json").write_text(json.dumps(["a1b2c3---mug.glb"]))
     (sub / "test_split.json").write_text(json.dumps(["ball-7---ball.ply"]))
+    (sub / "unseen_test_split.json").write_text(json.dumps(["crate01---box.obj"]))
     return folder

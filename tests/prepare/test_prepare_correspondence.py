@@ -71,8 +71,17 @@ def _prepare(world, out, workers=1, **kw):
     )
 
 
+_WORLD: list = []
+
+
+def _prepare_into(out):
+    s = _prepare(_WORLD[0], out)
+    return s["prepared"], s["skipped"]
+
+
 @pytest.fixture(scope="module")
 def prepared(world):
+    _WORLD[:] = [world]
     out = world[0] / "out1"
     return out, _prepare(world, out)
 
@@ -163,7 +172,10 @@ def test_prepare_writes_loadable_dataset_and_lists_failures(prepared, world):
     assert fail["asset"] == "deadbeef" and "deadbeef---mug.glb" in fail["reason"]
     ds = CorrespondenceDataset(out)
     assert sorted(ds.assets) == ["a1b2c3", "ball-7", "crate01"]
-    assert ds.splits["train"] == ["a1b2c3", "crate01"] and ds.splits["test"] == ["ball-7"]
+    assert ds.splits["train"] == ["a1b2c3"] and ds.splits["test"] == ["ball-7", "crate01"]
+    assert ds.meta["assets"]["crate01"]["official_split"] == "unseen_test"
+    norm = ds.meta["assets"]["crate01"]["normalization"]
+    assert norm == {"center": [0.0, 0.0, 0.0], "scale": 0.5}
     assert ds.assets["a1b2c3"].functions == ("hold", "pour-with")
     for aid in ds.assets:
         v = ds.views(aid)
@@ -265,10 +277,15 @@ def test_taxonomy_from_official_used(world):
     assert tax.parts_for("mug", "hold") == ["handle"]
 
 
-def test_trains_on_prepared_data(prepared, tmp_path):
+def test_train_eval_pairs_and_eval_on_prepared_data(prepared, tmp_path):
+    """prepare -> train a few steps -> eval pairs (alignments in mesh coordinates, converted
+    with the recorded normalisation) -> afford eval correspondence, all unchanged commands."""
+    import shutil
+
     from afford.cli import main
 
-    out, _ = prepared
+    out = tmp_path / "data"
+    shutil.copytree(prepared[0], out)
     run = tmp_path / "run"
     rc = main(
         [
@@ -279,11 +296,41 @@ def test_trains_on_prepared_data(prepared, tmp_path):
             "--set", "sampling.points=16", "--set", "sampling.spatial_points=16",
         ]
     )  # fmt: skip
+    assert rc == 0 and (run / "best").is_dir()
+    # the crate (mesh cube of side 2) scaled x3 onto the ball (radius 3), both wholly "hold"
+    align = {
+        "format": "afford-alignments",
+        "format_version": 1,
+        "frame": "mesh",
+        "pairs": [
+            {
+                "function": "hold", "source": "ball-7", "target": "crate01",
+                "T": [[3, 0, 0, 0], [0, 3, 0, 0], [0, 0, 3, 0], [0, 0, 0, 1]],
+                "source_box": {"center": [0, 0, 0], "size": [6.2, 6.2, 6.2]},
+                "target_box": {"center": [0, 0, 0], "size": [2.1, 2.1, 2.1]},
+            }
+        ],
+    }  # fmt: skip
+    (tmp_path / "align.json").write_text(json.dumps(align))
+    rc = main(
+        ["prepare", "eval-pairs", str(out), "--alignments", str(tmp_path / "align.json"),
+         "--max-points", "64"]
+    )  # fmt: skip
     assert rc == 0
-    assert (run / "best" / "model.safetensors").is_file() or (run / "last").is_dir()
-    state = read_json(next(run.rglob("state.json"))) if list(run.rglob("state.json")) else {}
-    assert state.get("epoch", 1) == 1
-    assert read_npz(out / "assets/a1b2c3/views.npz")["boxes"].shape == (4, 2, 4, 4)
+    pairs = CorrespondenceDataset(out).eval_pairs("test")
+    assert len(pairs) == 1 and pairs[0].cross_category and pairs[0].n_points > 16
+    rc = main(
+        ["eval", "correspondence", "--checkpoint", str(run), "--pairs", str(out), "--split",
+         "test", "--out", str(tmp_path / "eval"), "--device", "cpu", "--discovery-stride", "8"]
+    )  # fmt: skip
+    assert rc == 0
+    res = read_json(tmp_path / "eval" / "results.json")
+    assert res and "pck" in json.dumps(res).lower()
+    # re-running the preparation keeps the evaluation pairs and their counts
+    before = read_json(out / "dataset.json")["counts"]
+    assert _prepare_into(out) == (0, 3)
+    assert read_json(out / "dataset.json")["counts"] == before
+    assert len(CorrespondenceDataset(out).eval_pairs("test")) == 1
 
 
 def test_culled_cast_is_exact(world):

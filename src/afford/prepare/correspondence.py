@@ -343,7 +343,8 @@ def _prepare_one(
         "parts": parts,
         "functions": functions,
         "function_parts": function_parts,
-        "source": r["source"],
+        "source": {k: v for k, v in r["source"].items() if k != "normalization"},
+        "normalization": r["source"]["normalization"],
     }
     if official_split is not None:
         record["official_split"] = official_split
@@ -380,8 +381,7 @@ def _render_stage(
         "file": src.path.name,
         "faces": asset.n_faces,
         "textured": asset.material.textured,
-        "scale": asset.scale,
-        "centre": asset.centre.tolist(),
+        "normalization": {"center": asset.centre.tolist(), "scale": asset.scale},
         "named_parts": sorted({parts[i] for i in np.unique(face_part[face_part >= 0])}),
     }
     return r
@@ -410,7 +410,7 @@ def _load_render(root: Path, aid: str) -> dict:
         "centres": -np.einsum("vji,vj->vi", R, t),
         "surface_points": geom["surface_points"],
         "surface_part": geom["surface_part"],
-        "source": rec["source"],
+        "source": {**rec["source"], "normalization": rec["normalization"]},
     }
 
 
@@ -507,7 +507,14 @@ def _open_out(out: Path, state: dict, overwrite: bool) -> None:
             "or empty folder (or pass --overwrite)"
         )
     if overwrite:
-        for name in ("dataset.json", "eval_pairs.json", FAILURES_FILE, "assets", STATE_FILE):
+        for name in (
+            "dataset.json",
+            "eval_pairs.json",
+            "eval",
+            FAILURES_FILE,
+            "assets",
+            STATE_FILE,
+        ):
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -674,6 +681,15 @@ def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
         },
         "assets": records,
     }
+    old = root / "dataset.json"
+    if old.is_file():  # keep what `afford prepare eval-pairs` recorded
+        try:
+            counts = read_json(old).get("counts", {})
+        except (AffordError, AttributeError):
+            counts = {}
+        for key in ("eval_pairs", "eval_pairs_failed", "cross_category_fraction"):
+            if key in counts:
+                manifest["counts"][key] = counts[key]
     if not (root / "eval_pairs.json").is_file():
         write_json(
             root / "eval_pairs.json",
