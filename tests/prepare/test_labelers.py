@@ -404,9 +404,10 @@ def test_handal_conversion_with_a_detector_labeller(models, tmp_path):
     """`afford prepare handal --labeler owlv2:MODEL`: detector boxes stored per view, then the
     3-D vote aggregation; the manifest names the labeller."""
     pytest.importorskip("trimesh")
+    from tiny_bop import write_tiny_bop
+
     from afford.cli import main
     from afford.data.io import read_json, read_npz
-    from tiny_bop import write_tiny_bop
 
     bop = write_tiny_bop(tmp_path / "handal_dataset_mugs")
     out = tmp_path / "ds"
