@@ -404,9 +404,10 @@ def test_handal_conversion_with_a_detector_labeller(models, tmp_path):
     """`afford prepare handal --labeler owlv2:MODEL`: detector boxes stored per view, then the
     3-D vote aggregation; the manifest names the labeller."""
     pytest.importorskip("trimesh")
+    from tiny_bop import write_tiny_bop
+
     from afford.cli import main
     from afford.data.io import read_json, read_npz
-    from tiny_bop import write_tiny_bop
 
     bop = write_tiny_bop(tmp_path / "handal_dataset_mugs")
     out = tmp_path / "ds"
@@ -423,3 +424,47 @@ def test_handal_conversion_with_a_detector_labeller(models, tmp_path):
     assert len(b) and (b[:, :2] >= -0.5).all() and (b[:, 2:] <= 223.5).all()
     # masks never leave the object
     assert not (v["pseudo_mask"][:, 0] & ~v["mask"]).any()
+
+
+class _PhraseDino:
+    """Stands in for a Grounding DINO model: query q fires on the word tokens of phrase q
+    (phrases are separated by '.'); box q is centred at x = 0.1 q + 0.1."""
+
+    def __init__(self, tokenizer, max_text_len):
+        import torch
+
+        self.torch = torch
+        self.tok = tokenizer
+        self.config = SimpleNamespace(max_text_len=max_text_len)
+        self.calls = []
+
+    def __call__(self, **kw):
+        torch = self.torch
+        ids = kw["input_ids"][0]
+        self.calls.append(self.tok.decode(ids))
+        dot = ids == self.tok.convert_tokens_to_ids(".")
+        special = torch.isin(ids, torch.tensor(self.tok.all_special_ids))
+        phrase = torch.cumsum(dot.long(), 0) - dot.long()
+        q, length = 8, self.config.max_text_len
+        logits = torch.full((1, q, length), -10.0)
+        for k in range(q):
+            logits[0, k, : len(ids)][(phrase == k) & ~dot & ~special] = 5.0
+        boxes = torch.tensor([[0.1 * k + 0.1, 0.5, 0.1, 0.2] for k in range(q)])[None]
+        return SimpleNamespace(logits=logits, pred_boxes=boxes)
+
+
+def test_grounding_dino_scores_each_prompt_variant_on_its_own_phrase(models):
+    labelers = open_labeler(f"grounding-dino:{models['grounding-dino']}", TAX, samples=4)
+    fake = _PhraseDino(labelers.processor.tokenizer, 256)
+    labelers.model = fake
+    got = labelers.for_asset("a", "kettle")(IMG, Q, 0)
+    assert len(fake.calls) == 1  # the 4 variants are the phrases of one text
+    assert fake.calls[0].count(".") == 4
+    # sample s = variant s: the box of query s (x centre 0.1 s + 0.1 of 64 px, minus 0.5)
+    x0 = (0.1 * np.arange(4) + 0.1 - 0.05) * 64 - 0.5
+    assert np.allclose(got[:, 0], x0) and np.allclose(got[:, 1], 0.4 * 48 - 0.5)
+    # a text longer than max_text_len is split into several passes; every phrase still scores
+    fake2 = _PhraseDino(labelers.processor.tokenizer, 12)
+    labelers.model = fake2
+    two = labelers.for_asset("a", "kettle")(IMG, PartQuery("kettle", "x", "spout / handle"), 0)
+    assert len(fake2.calls) > 1 and valid_boxes(two).all()

@@ -292,7 +292,7 @@ class DetectorLabelers:
         with torch.inference_mode():
             if self.kind == "owlv2":
                 return self._owlv2(image, texts, h, w)
-            return [self._gdino(image, t, h, w) for t in texts]
+            return self._gdino(image, texts, h, w)
 
     def _owlv2(self, image, texts, h, w):
         inputs = self.processor(
@@ -306,11 +306,37 @@ class DetectorLabelers:
         xyxy = _cxcywh_to_xyxy(out.pred_boxes[0].float()) * side
         return [_keep(probs[:, k], xyxy, self.threshold, h, w) for k in range(len(texts))]
 
-    def _gdino(self, image, text, h, w):
+    def _gdino(self, image, texts, h, w):
+        """All prompt variants as the phrases of one Grounding DINO text (``"a . b . c ."``,
+        its usual multi-class form; the text encoder masks attention per phrase), split into
+        several passes only when the text exceeds the model's ``max_text_len`` tokens. A box
+        scores each phrase by its best word token in that phrase's span."""
+        tok = self.processor.tokenizer
+        limit = int(getattr(self.model.config, "max_text_len", 256))
+        phrases = [" ".join(t.lower().replace(".", ",").split()).strip(" ,") for t in texts]
+        chunks: list[list[int]] = [[]]
+        cost = 2  # [CLS] ... [SEP]
+        for k, p in enumerate(phrases):
+            c = len(tok(p, add_special_tokens=False)["input_ids"]) + 1  # + its '.'
+            if chunks[-1] and cost + c > limit:
+                chunks.append([])
+                cost = 2
+            chunks[-1].append(k)
+            cost += c
+        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(texts)  # type: ignore[list-item]
+        for chunk in chunks:
+            passes = self._gdino_pass(image, [phrases[k] for k in chunk], h, w, limit)
+            for k, res in zip(chunk, passes):
+                out[k] = res
+        return out
+
+    def _gdino_pass(self, image, phrases, h, w, limit):
         import torch
 
-        prompt = text.lower().strip().rstrip(".") + "."
-        inputs = self.processor(images=image, text=prompt, return_tensors="pt", truncation=True)
+        prompt = " . ".join(phrases) + " ."
+        inputs = self.processor(
+            images=image, text=prompt, return_tensors="pt", truncation=True, max_length=limit
+        )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         out = self.model(**inputs)
         prob = out.logits[0].float().sigmoid()  # (Q, L): query x text token
@@ -318,11 +344,20 @@ class DetectorLabelers:
         tok = self.processor.tokenizer
         special = torch.tensor(sorted(set(tok.all_special_ids)), device=ids.device)
         dot = tok.convert_tokens_to_ids(".")
-        word = ~torch.isin(ids, special) & (ids != dot)  # the prompt's word tokens
         n = min(prob.shape[-1], len(ids))
-        score = (prob[:, :n] * word[:n].to(prob.dtype)).max(dim=-1).values  # (Q,)
+        ids = ids[:n]
+        word = ~torch.isin(ids, special) & (ids != dot)  # word tokens of some phrase
+        phrase_of = torch.cumsum((ids == dot).long(), 0) - (ids == dot).long()  # span index
         xyxy = _cxcywh_to_xyxy(out.pred_boxes[0].float()) * prob.new_tensor([w, h, w, h])
-        return _keep(score, xyxy, self.threshold, h, w)
+        res = []
+        for j in range(len(phrases)):
+            span = (word & (phrase_of == j)).to(prob.dtype)
+            if span.sum() == 0:  # truncated away: no box for this phrase
+                res.append((np.zeros(0), np.zeros((0, 4))))
+                continue
+            score = (prob[:, :n] * span).max(dim=-1).values  # (Q,)
+            res.append(_keep(score, xyxy, self.threshold, h, w))
+        return res
 
 
 _THRESHOLDS = {"owlv2": 0.1, "grounding-dino": 0.25}
