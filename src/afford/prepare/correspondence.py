@@ -28,6 +28,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -446,13 +447,15 @@ class NoLabeler:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec, taxonomy, device, samples, labelers):
+def _init_worker(spec, taxonomy, device, samples, labelers, threads=None):
     if labelers is None and spec == "none":
         labelers = NoLabeler(samples)
     elif labelers is None:
         from afford.prepare.labelers import open_labeler
 
         labelers = open_labeler(spec, taxonomy, device=device, samples=samples)
+    if threads is not None and "torch" in sys.modules:  # a detector: one share of the cores
+        sys.modules["torch"].set_num_threads(threads)
     _WORKER["labelers"], _WORKER["spec"] = labelers, spec
 
 
@@ -546,7 +549,9 @@ def _map(jobs: list, workers: int, init_args: tuple, progress: bool) -> list[dic
         return [_run_job(j) for j in tqdm(jobs, **bar)]
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
-    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=init_args) as pool:
+    n = min(workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    with ctx.Pool(n, initializer=_init_worker, initargs=(*init_args, threads)) as pool:
         return list(tqdm(pool.imap(_run_job, jobs), **bar))
 
 
