@@ -412,3 +412,22 @@ def test_tiny_owlv2_labeller(world, tmp_path):
     v = read_npz(tmp_path / "out/assets/a1b2c3/views.npz")
     assert v["boxes"].shape == (4, 2, 4, 4)
     assert read_json(tmp_path / "out/dataset.json")["pseudo_labels"]["labeler"].startswith("owlv2")
+
+
+def test_gltf_and_stl_read_like_glb(world, tmp_path):
+    base = world[0]
+    glb = load_asset(base / "assets" / "a1b2c3---mug.glb")
+    scene = trimesh.load(base / "assets" / "a1b2c3---mug.glb", force="scene", process=False)
+    for name, data in scene.export(file_type="gltf").items():  # .gltf + .bin + texture
+        (tmp_path / name).write_bytes(data)
+    gltf = load_asset(tmp_path / "model.gltf")
+    assert np.allclose(gltf.mesh.vertices, glb.mesh.vertices, atol=1e-6)
+    assert gltf.material.textured and gltf.groups == glb.groups
+    faces = np.arange(glb.n_faces)
+    bary = np.full((glb.n_faces, 3), 1 / 3)
+    assert np.allclose(gltf.material(faces, None, bary), glb.material(faces, None, bary), atol=0.01)
+    box = trimesh.creation.box(extents=[4.0, 2.0, 1.0])
+    (tmp_path / "part.stl").write_bytes(box.export(file_type="stl"))
+    stl = load_asset(tmp_path / "part.stl")
+    assert np.isclose(np.abs(stl.mesh.vertices).max(), 0.5) and stl.n_faces == 12
+    assert np.allclose(np.ptp(stl.mesh.vertices, axis=0), [1.0, 0.5, 0.25])

@@ -38,6 +38,7 @@ __all__ = [
     "MESH_SUFFIXES",
     "AssetSource",
     "MeshAsset",
+    "asset_id",
     "SurfaceMaterial",
     "discover_assets",
     "load_asset",
@@ -393,8 +394,13 @@ class AssetSource:
 _BAD_ID = re.compile(r"[^a-z0-9_-]+")
 
 
-def _sanitise(name: str) -> str:
+def asset_id(name: str) -> str:
+    """An asset id of the format (``[a-z0-9_-]+``) from a file stem or uuid: lower-cased,
+    other characters replaced by ``-``."""
     return _BAD_ID.sub("-", name.lower()).strip("-") or "asset"
+
+
+_sanitise = asset_id
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, str]]:

@@ -62,6 +62,7 @@ from afford.prepare.assets import (
     MESH_SUFFIXES,
     AssetSource,
     MeshAsset,
+    asset_id,
     discover_assets,
     load_asset,
     match_parts,
@@ -349,7 +350,14 @@ def _prepare_one(
     }
     if official_split is not None:
         record["official_split"] = official_split
+    edge = mask[:, [0, -1], :].any(axis=(1, 2)) | mask[:, :, [0, -1]].any(axis=(1, 2))
+    if edge.any():
+        log.warning(
+            "%s: the object touches the image border in %d of %d views (clipped; a larger "
+            "--distance or --fov frames it)", aid, int(edge.sum()), V,
+        )  # fmt: skip
     stats = {
+        "views_touching_border": int(edge.sum()),
         "multiview_correspondences": int(len(mv_src)),
         "pseudo_valid": int(pseudo_valid.sum()),
         "pseudo_total": int(pseudo_valid.size),
@@ -538,7 +546,7 @@ def _splits(taxonomy: Taxonomy) -> dict[str, str]:
     out = {}
     for name, refs in taxonomy.splits.items():
         for ref in refs:
-            out.setdefault(ref.id.lower(), name)
+            out.setdefault(asset_id(ref.id), name)
     return out
 
 
@@ -683,6 +691,7 @@ def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
                 s["multiview_correspondences"] for s in stats.values()
             ),
             "pseudo_valid_fraction": round(n_valid / max(1, n_total), 4),
+            "views_touching_border": sum(s.get("views_touching_border", 0) for s in stats.values()),
         },
         "assets": records,
     }
