@@ -151,6 +151,8 @@ def main() -> None:
         except ModuleNotFoundError:
             spec, labelers = "simulated", _Oracle()
         rows.append(_run(base / "assets", tax, base / "out1", spec, args.workers, labelers))
+        recs = json.loads((base / "out1" / "dataset.json").read_text())["assets"]
+        counts = sorted(r["source"]["faces"] for r in recs.values())  # as prepared
         if not args.no_owlv2:
             model = args.owlv2
             if model is None:

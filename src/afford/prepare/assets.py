@@ -60,11 +60,11 @@ def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear, wrapping lookup of texture colours at UVs (OpenGL convention, v up).
 
     Args:
-        image: (h, w, 3) float texture in [0, 1]; row 0 is the top (v = 1).
+        image: (h, w, 3) texture, uint8 (0..255) or float in [0, 1]; row 0 is the top (v = 1).
         uv: (n, 2) texture coordinates.
 
     Returns:
-        (n, 3) float64 colours. Texel ``(r, c)`` has its centre at
+        (n, 3) float64 colours in [0, 1]. Texel ``(r, c)`` has its centre at
         ``u = (c + 0.5) / w, v = 1 - (r + 0.5) / h``.
     """
     h, w = image.shape[:2]
@@ -74,13 +74,17 @@ def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     y = np.where(np.isfinite(y), y, 0.0)
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    xa, xb = x0 % w, (x0 + 1) % w
-    ya, yb = y0 % h, (y0 + 1) % h
-    img = np.asarray(image, dtype=np.float64)
-    top = img[ya, xa] * (1 - fx) + img[ya, xb] * fx
-    bottom = img[yb, xa] * (1 - fx) + img[yb, xb] * fx
-    return top * (1 - fy) + bottom * fy
+    x0, y0 = x0.astype(np.int64) % w, y0.astype(np.int64) % h
+    x1, y1 = (x0 + 1) % w, (y0 + 1) % h
+    flat = image.reshape(-1, image.shape[2])[:, :3]  # gathers only: no copy of the texture
+    scale = 1.0 / 255.0 if image.dtype == np.uint8 else 1.0
+
+    def texel(r, c):
+        return flat[r * w + c].astype(np.float64)
+
+    top = texel(y0, x0) * (1 - fx) + texel(y0, x1) * fx
+    bottom = texel(y1, x0) * (1 - fx) + texel(y1, x1) * fx
+    return (top * (1 - fy) + bottom * fy) * scale
 
 
 @dataclass
@@ -96,7 +100,7 @@ class SurfaceMaterial:
         corner_uv: (F, 3, 2) texture coordinates per face corner (rows of textureless faces
             are 0), or None.
         face_texture: (F,) index into ``textures`` (-1 = no texture).
-        textures: list of (h, w, 3) float32 base-colour images in [0, 1].
+        textures: list of (h, w, 3) uint8 base-colour images.
     """
 
     face_color: np.ndarray
@@ -139,7 +143,7 @@ def _rgb(color: Any, default=(0.8, 0.8, 0.8)) -> np.ndarray:
 
 
 def _image(img: Any) -> np.ndarray | None:
-    """A PIL image (or array) -> (h, w, 3) float32 in [0, 1], None when unusable."""
+    """A PIL image (or array) -> (h, w, 3) uint8 RGB, None when unusable."""
     if img is None:
         return None
     try:
@@ -148,11 +152,12 @@ def _image(img: Any) -> np.ndarray | None:
         return None
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] < 3:
         return None
     arr = arr[..., :3]
-    scale = 255.0 if arr.dtype == np.uint8 else 1.0
-    return (arr.astype(np.float32) / scale).clip(0, 1)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(arr)
 
 
 def _appearance(geom, textures: list, cache: dict) -> dict[str, np.ndarray | None]:
