@@ -463,3 +463,14 @@ def test_synthetic_assets_as_glb_get_accurate_pseudo_labels(tmp_path):
         g, p = v["gt_mask"][ok], v["pseudo_mask"][ok]
         iou = (g & p).sum(axis=(1, 2)) / np.maximum(1, (g | p).sum(axis=(1, 2)))
         assert iou.mean() > 0.5, (aid, iou.mean())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_labeller_that_cannot_open_stops_the_run(world, tmp_path, workers):
+    base, _, tax = world
+    with pytest.raises(UsageError, match="not found"):
+        prepare_correspondence(
+            base / "assets", tax, f"owlv2:{tmp_path}/no/such/model", tmp_path / "o",
+            PrepareConfig(**CFG), workers=workers, manifest=base / "assets" / "manifest.csv",
+            progress=False,
+        )  # fmt: skip

@@ -456,12 +456,21 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(spec, taxonomy, device, samples, labelers, threads=None):
-    if labelers is None and spec == "none":
-        labelers = NoLabeler(samples)
-    elif labelers is None:
-        from afford.prepare.labelers import open_labeler
+    """Open the labeller of this process (in a pool worker, an error is kept for the jobs to
+    report: an initializer that raises would make the pool respawn workers forever)."""
+    _WORKER.clear()
+    try:
+        if labelers is None and spec == "none":
+            labelers = NoLabeler(samples)
+        elif labelers is None:
+            from afford.prepare.labelers import open_labeler
 
-        labelers = open_labeler(spec, taxonomy, device=device, samples=samples)
+            labelers = open_labeler(spec, taxonomy, device=device, samples=samples)
+    except Exception as exc:  # noqa: BLE001 -- re-raised in the parent
+        if threads is None:
+            raise
+        _WORKER["error"] = exc
+        return
     if threads is not None and "torch" in sys.modules:  # a detector: one share of the cores
         sys.modules["torch"].set_num_threads(threads)
     _WORKER["labelers"], _WORKER["spec"] = labelers, spec
@@ -469,6 +478,8 @@ def _init_worker(spec, taxonomy, device, samples, labelers, threads=None):
 
 def _run_job(job: tuple) -> dict[str, Any]:
     src, split, official, taxonomy, cfg, root = job
+    if "error" in _WORKER:  # the labeller could not be opened: stop the run
+        return {"id": src.id, "fatal": _WORKER["error"]}
     try:
         return _prepare_one(
             src, split, official, taxonomy, _WORKER["labelers"], _WORKER["spec"], cfg, Path(root)
@@ -509,8 +520,8 @@ def _open_out(out: Path, state: dict, overwrite: bool) -> None:
             return  # resume
         if not overwrite:
             raise UsageError(
-                f"--out {out}: holds a preparation with other options (labeller, taxonomy, "
-                "cameras...); pass --overwrite to start again or choose another folder"
+                f"--out {out}: holds a preparation with other options (taxonomy, cameras, "
+                "samples...); pass --overwrite to start again or choose another folder"
             )
     elif any(out.iterdir()) and not overwrite:
         raise UsageError(
@@ -551,6 +562,8 @@ def _splits(taxonomy: Taxonomy) -> dict[str, str]:
 
 
 def _map(jobs: list, workers: int, init_args: tuple, progress: bool) -> list[dict]:
+    if not jobs:
+        return []
     bar = dict(total=len(jobs), desc="assets", disable=not progress, unit="asset")
     if workers <= 1 or len(jobs) <= 1:
         _init_worker(*init_args)
@@ -559,8 +572,13 @@ def _map(jobs: list, workers: int, init_args: tuple, progress: bool) -> list[dic
     ctx = mp.get_context(method)
     n = min(workers, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // n)
+    out = []
     with ctx.Pool(n, initializer=_init_worker, initargs=(*init_args, threads)) as pool:
-        return list(tqdm(pool.imap(_run_job, jobs), **bar))
+        for res in tqdm(pool.imap(_run_job, jobs), **bar):
+            if "fatal" in res:
+                raise res["fatal"]
+            out.append(res)
+    return out
 
 
 def prepare_correspondence(
