@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "afford.demo",
     "afford.cli.serve",
     "afford.cli.export",
+    "afford.cli.prepare_eval",
 ]
 
 GROUPS = {
@@ -47,6 +48,8 @@ OPTIONAL = {
     "gradio": "web",
     "onnx": "export",
     "onnxruntime": "export",
+    "transformers": "detect",
+    "tokenizers": "detect",
 }
 
 

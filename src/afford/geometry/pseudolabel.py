@@ -20,6 +20,7 @@ y = row, pixel centres on integers (docs/correspondence-format.md).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +46,8 @@ __all__ = [
     "otsu_threshold",
     "heat_to_mask",
     "pseudo_label_masks",
+    "SIMULATED_DEFAULTS",
+    "SimulatedBoxLabeler",
 ]
 
 
@@ -331,3 +334,115 @@ def pseudo_label_masks(
         heat=norm,
         thresholds=thresholds,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# simulated labeler (the synthetic world's VLM stand-in; also ``--labeler simulated``)
+
+#: default noise of ``SimulatedBoxLabeler`` (the synthetic writer's ``CorrSynthConfig.labeler``)
+SIMULATED_DEFAULTS: dict[str, float] = {
+    "p_miss": 0.12,
+    "p_wrong": 0.08,
+    "jitter": 0.08,
+    "small_part_px": 40.0,
+    "p_miss_small": 0.6,
+}
+
+
+def _keyed_rng(*keys: int | str) -> np.random.Generator:
+    """Generator for a tuple of keys (strings hashed with crc32): process independent."""
+    return np.random.default_rng(
+        [k if isinstance(k, int) else zlib.crc32(k.encode("utf-8")) for k in keys]
+    )
+
+
+class SimulatedBoxLabeler:
+    """A ``BoxLabeler`` that imitates a grounding VLM from rendered part ids.
+
+    Per sample: with probability ``p_miss`` (``p_miss_small`` when the part shows fewer than
+    ``small_part_px`` pixels at 224, and mostly when it is invisible) no box; with probability
+    ``p_wrong`` the box of another part (or a random box on the object); otherwise the true
+    box of the visible part pixels with Gaussian jitter of ``jitter`` x its side.
+
+    Args:
+        part_id: (V, H, W) int part index per pixel (-1 background).
+        parts: part names (index order); function_parts: function -> part names.
+        seed: asset seed (each (view, function) draws from its own generator).
+        options: the probabilities above (missing keys: ``SIMULATED_DEFAULTS``).
+    """
+
+    def __init__(
+        self,
+        part_id: np.ndarray,
+        parts: list[str],
+        function_parts: dict[str, list[str]],
+        seed: int,
+        options: dict[str, float] | None = None,
+    ):
+        self.part_id = np.asarray(part_id)
+        if self.part_id.ndim != 3:
+            raise AffordError(
+                f"SimulatedBoxLabeler: part_id must be (V, H, W), got {self.part_id.shape}"
+            )
+        self.parts = list(parts)
+        self.function_parts = function_parts
+        self.seed = int(seed)
+        self.opt = {**SIMULATED_DEFAULTS, **dict(options or {})}
+
+    @staticmethod
+    def _box(sel: np.ndarray) -> np.ndarray | None:
+        rows = np.flatnonzero(sel.any(axis=1))
+        cols = np.flatnonzero(sel.any(axis=0))
+        if rows.size == 0:
+            return None
+        return np.array([cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5])
+
+    def __call__(self, image: np.ndarray | None, query: PartQuery, view: int, samples: int = 4):
+        if query.function not in self.function_parts:
+            raise AffordError(
+                f"SimulatedBoxLabeler: no parts for function {query.function!r}; "
+                f"known: {sorted(self.function_parts)}"
+            )
+        return self.sample(view, self.function_parts[query.function], query.function, samples)
+
+    def sample(self, view: int, target_parts: list[str], key: str, samples: int = 4) -> np.ndarray:
+        """(samples, 4) noisy boxes of ``target_parts`` in ``view`` (generator keyed by ``key``)."""
+        if not 0 <= int(view) < len(self.part_id):
+            raise AffordError(f"SimulatedBoxLabeler: view {view} outside [0, {len(self.part_id)})")
+        unknown = [n for n in target_parts if n not in self.parts]
+        if unknown:
+            raise AffordError(f"SimulatedBoxLabeler: unknown parts {unknown}; parts: {self.parts}")
+        pid = self.part_id[view]
+        h, w = pid.shape
+        target = [self.parts.index(n) for n in target_parts]
+        sel = np.isin(pid, target)
+        scale224 = 224.0 / max(h, w)
+        true_box = self._box(sel)
+        area = sel.sum() * scale224**2
+        rng = _keyed_rng(self.seed, int(view), key, "labeler")
+        others = [k for k in range(len(self.parts)) if k not in target and (pid == k).any()]
+        out = np.full((samples, 4), np.nan)
+        p_miss = (
+            self.opt["p_miss"] if area >= self.opt["small_part_px"] else self.opt["p_miss_small"]
+        )
+        if true_box is None:
+            p_miss = 0.8
+        for s in range(samples):
+            u = rng.uniform()
+            if u < p_miss:
+                continue
+            if true_box is None or u < p_miss + self.opt["p_wrong"]:
+                if others and rng.uniform() < 0.7:
+                    box = self._box(pid == others[int(rng.integers(len(others)))])
+                else:
+                    obj = self._box(pid >= 0)
+                    if obj is None:
+                        continue
+                    c = rng.uniform(obj[:2], obj[2:])
+                    half = rng.uniform(0.1, 0.3, 2) * (obj[2:] - obj[:2])
+                    box = np.concatenate([c - half, c + half])
+            else:
+                side = true_box[2:] - true_box[:2]
+                box = true_box + rng.normal(0, self.opt["jitter"], 4) * np.tile(side, 2)
+            out[s] = box
+        return out

@@ -25,18 +25,31 @@ align assets in 3-D).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import trimesh
+from tqdm.auto import tqdm
 
-from afford.data.crops import crop_array, square_crop_box
-from afford.data.io import read_gray, read_json
-from afford.errors import AffordError
+from afford import __version__
+from afford.data.crops import crop_array, crop_image, square_crop_box
+from afford.data.io import (
+    output_dir,
+    read_gray,
+    read_image,
+    read_json,
+    write_image,
+    write_json,
+    write_npz,
+)
+from afford.errors import AffordError, DataError, UsageError
 from afford.geometry.camera import camera_directions
-from afford.geometry.visible import NN_TOL, match_to_cloud
+from afford.geometry.pseudolabel import PartQuery, pseudo_label_masks
+from afford.geometry.visible import NN_TOL, match_to_cloud, multiview_correspondences
 
 CROP = 224
 
@@ -55,6 +68,24 @@ class HandalView:
     t: np.ndarray  # (3,) object units
     mask_visib: Path
     part_mask: Path | None
+
+
+def cast_points(mesh, K: np.ndarray, R: np.ndarray, t: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 first surface hit of the ray of every ``mask`` pixel (nan elsewhere and
+    where the ray misses the mesh); camera ``x_cam = R x + t``, pixel centres on integers."""
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    rr, cc = np.nonzero(mask)
+    out = np.full((h, w, 3), np.nan, np.float32)
+    if rr.size == 0:
+        return out
+    dirs = camera_directions(K, rr, cc) @ R  # R^T d, as row vectors
+    origin = -R.T @ t
+    locs, ray_idx, _ = mesh.ray.intersects_location(
+        np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=False
+    )
+    out[rr[ray_idx], cc[ray_idx]] = locs.astype(np.float32)
+    return out
 
 
 class HandalDataset:
@@ -148,19 +179,7 @@ class HandalDataset:
         """(H,W,3) visible surface point of every pixel of ``mask_visib`` (nan elsewhere), by ray
         casting the normalised mesh with the GT pose."""
         mesh, _, _ = self.model(view.obj_id)
-        mask = read_gray(view.mask_visib) > 0
-        h, w = mask.shape
-        rr, cc = np.nonzero(mask)
-        out = np.full((h, w, 3), np.nan, np.float32)
-        if rr.size == 0:
-            return out
-        dirs = camera_directions(view.K, rr, cc) @ view.R  # R^T d, as row vectors
-        origin = -view.R.T @ view.t
-        locs, ray_idx, _ = mesh.ray.intersects_location(
-            np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=False
-        )
-        out[rr[ray_idx], cc[ray_idx]] = locs.astype(np.float32)
-        return out
+        return cast_points(mesh, view.K, view.R, view.t, read_gray(view.mask_visib) > 0)
 
     def annotate_inputs(
         self,
@@ -214,3 +233,317 @@ class HandalDataset:
             "part_votes": votes,
             "seen": seen,
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# conversion to the afford-correspondence format (``afford prepare handal``)
+
+CONVERTER_VERSION = "1"
+_OWNED = ("dataset.json", "eval_pairs.json", "assets", "eval")
+
+
+@dataclass
+class HandalConvertConfig:
+    """Options of :func:`write_handal_dataset` (CLI: ``afford prepare handal``)."""
+
+    split: str = "test"  # BOP split folder read
+    categories: list[str] | None = None  # one per root (default: from the folder names)
+    objects: list[int] | None = None  # object ids (default: every model)
+    function: str = "grasp"  # the function the part masks show
+    part: str = "handle"  # the part name of the part masks
+    part_dir: str | None = "mask_parts"
+    stride: int = 1
+    max_views: int = 24
+    cloud_points: int = 20000
+    neighbours: int = 4  # multi-view pairs: each view with its nearest views
+    corr_per_pair: int = 256
+    labeler: str | None = None  # --labeler spec for pseudo-labels (None: none)
+    samples: int = 4
+    device: str = "cpu"
+    seed: int = 0
+
+
+def category_name(root: Path) -> str:
+    """A category name from a HANDAL folder name (``handal_dataset_mugs`` -> ``mugs``)."""
+    name = root.resolve().name.lower()
+    for prefix in ("handal_dataset_", "handal_"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    name = re.sub(r"[^a-z0-9-]+", "_", name).strip("_")
+    return name or "object"
+
+
+def _crop_camera(K: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """Intrinsics of the ``size`` x ``size`` resampled crop ``box = [top, left, side]``:
+    ``row_c = (row - top + 0.5) * size / side - 0.5`` (docs/correspondence-format.md)."""
+    top, left, side = (float(x) for x in box)
+    a = size / side
+    A = np.array([[a, 0, (0.5 - left) * a - 0.5], [0, a, (0.5 - top) * a - 0.5], [0, 0, 1.0]])
+    return A @ np.asarray(K, np.float64)
+
+
+def _neighbour_pairs(centres: np.ndarray, k: int) -> np.ndarray:
+    """(P, 2) ordered view pairs: each view with its k nearest views by camera direction."""
+    d = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    ang = np.arccos(np.clip(d @ d.T, -1, 1))
+    np.fill_diagonal(ang, np.inf)
+    k = min(k, len(centres) - 1)
+    near = np.argsort(ang, axis=1, kind="stable")[:, :k]
+    return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    out = output_dir(out, overwrite=overwrite, markers=("dataset.json",))
+    if overwrite:
+        for name in _OWNED:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    return out
+
+
+def _convert_object(
+    ds: HandalDataset,
+    obj_id: int,
+    aid: str,
+    category: str,
+    cfg: HandalConvertConfig,
+    out: Path,
+    labelers: Any,
+) -> dict[str, Any]:
+    """Write one HANDAL object as an afford asset; returns its manifest record."""
+    views = ds.views(obj_id, stride=cfg.stride, max_views=cfg.max_views)
+    mesh, centre, scale = ds.model(obj_id)
+    cloud = np.asarray(
+        trimesh.sample.sample_surface(mesh, cfg.cloud_points, seed=cfg.seed + obj_id)[0],
+        np.float64,
+    )
+    has_parts = cfg.part_dir is not None and all(v.part_mask is not None for v in views)
+    Ks, masks, depths, points, part_masks, rgbs = [], [], [], [], [], []
+    for n, v in enumerate(views):
+        vis = read_gray(v.mask_visib) > 0
+        if not vis.any():
+            raise AffordError(f"{v.mask_visib}: the object is not visible in this view")
+        box = square_crop_box(vis)
+        K = _crop_camera(v.K, box, CROP)
+        m = crop_array(vis, box, CROP, fill=False)
+        pts = cast_points(mesh, K, v.R, v.t, m)
+        m &= np.isfinite(pts).all(-1)
+        cam_z = np.einsum("hwk,k->hw", np.nan_to_num(pts), v.R[2]) + v.t[2]
+        depths.append(np.where(m, cam_z, np.inf).astype(np.float32))
+        Ks.append(K)
+        masks.append(m)
+        points.append(pts)
+        rel = f"assets/{aid}/rgb/{n:02d}.png"
+        write_image(out / rel, crop_image(read_image(v.rgb), box, CROP))
+        rgbs.append(rel)
+        if has_parts:
+            part = read_gray(v.part_mask) > 0
+            if part.shape != vis.shape:
+                raise AffordError(f"{v.part_mask}: size {part.shape} differs from the mask")
+            part_masks.append(crop_array(part, box, CROP, fill=False) & m)
+    K = np.stack(Ks)
+    R = np.stack([v.R for v in views])
+    t = np.stack([v.t for v in views])
+    mask = np.stack(masks)
+    depth = np.stack(depths)
+    pts = np.stack(points)
+    n_views = len(views)
+
+    index = match_to_cloud(pts, cloud)  # (V, S, S), -1 = none
+    seen = np.zeros(len(cloud), np.int64)
+    hit = index >= 0
+    np.add.at(seen, index[hit], 1)
+    surface_part = np.full(len(cloud), -1, np.int16)
+    arrays: dict[str, np.ndarray] = {}
+    if has_parts:
+        gt = np.stack(part_masks)  # (V, S, S)
+        votes = np.zeros(len(cloud), np.int64)
+        np.add.at(votes, index[hit & gt], 1)
+        surface_part[seen > 0] = (2 * votes[seen > 0] > seen[seen > 0]).astype(np.int16)
+        arrays["part_id"] = np.where(mask, gt.astype(np.int16), np.int16(-1))
+        arrays["gt_mask"] = gt[:, None]
+        parts = ["body", cfg.part]
+    else:
+        surface_part[seen > 0] = 0
+        parts = []
+
+    S = cfg.samples
+    boxes = np.full((n_views, 1, S, 4), np.nan, np.float32)
+    pseudo_mask = np.zeros((n_views, 1, CROP, CROP), bool)
+    pseudo_valid = np.zeros((n_views, 1), bool)
+    if labelers is not None:
+        label = labelers.for_asset(
+            aid, category, arrays.get("part_id"), parts if has_parts else None
+        )
+        query = PartQuery(category, cfg.function, cfg.part)
+        for n in range(n_views):
+            boxes[n, 0] = label(read_image(out / rgbs[n]), query, n)
+        res = pseudo_label_masks(
+            cloud, pts, mask, K, R, t, boxes[:, 0], cloud_index=np.where(mask, index, -1)
+        )
+        pseudo_mask[:, 0], pseudo_valid[:, 0] = res.mask, res.valid
+
+    # multi-view correspondences (spatial loss), a seeded subsample per view pair
+    centres = -np.einsum("vji,vj->vi", R, t)  # camera centres -R^T t (object frame)
+    pairs = _neighbour_pairs(centres, cfg.neighbours) if n_views > 1 else np.zeros((0, 2), np.int32)
+    srcs, dsts, offsets = [], [], [0]
+    for p, (i, j) in enumerate(pairs):
+        src, dst = multiview_correspondences(pts[i], K[j], R[j], t[j], depth[j], mask[j])
+        if len(src) > cfg.corr_per_pair:
+            rng = np.random.default_rng([cfg.seed, obj_id, p])
+            keep = np.sort(rng.choice(len(src), cfg.corr_per_pair, replace=False))
+            src, dst = src[keep], dst[keep]
+        srcs.append(src)
+        dsts.append(dst)
+        offsets.append(offsets[-1] + len(src))
+    src = np.concatenate(srcs).astype(np.float32) if srcs else np.zeros((0, 2), np.float32)
+    dst = np.concatenate(dsts).astype(np.float32) if dsts else np.zeros((0, 2), np.float32)
+    src_view = pairs[:, 0].repeat(np.diff(offsets)) if len(pairs) else np.zeros(0, int)
+    if has_parts and len(src):
+        part_of_src = arrays["part_id"][src_view, src[:, 0].astype(int), src[:, 1].astype(int)]
+    else:
+        part_of_src = np.full(len(src), -1, np.int16)
+
+    base = out / "assets" / aid
+    write_npz(
+        base / "views.npz",
+        K=K,
+        R=R,
+        t=t,
+        mask=mask,
+        pseudo_mask=pseudo_mask,
+        pseudo_valid=pseudo_valid,
+        boxes=boxes,
+        crop_box=np.tile(np.array([0, 0, CROP], np.int32), (n_views, 1)),
+        **arrays,
+    )
+    write_npz(
+        base / "geometry.npz",
+        depth=depth,
+        surface_points=cloud.astype(np.float32),
+        surface_part=surface_part,
+    )
+    write_npz(
+        base / "multiview.npz",
+        view_pairs=pairs,
+        offsets=np.asarray(offsets, np.int64),
+        src=src,
+        dst=dst,
+        part=part_of_src.astype(np.int16),
+    )
+    record = {
+        "category": category,
+        "split": "test",
+        "n_views": n_views,
+        "image_size": [CROP, CROP],
+        "rgb": rgbs,
+        "views": f"assets/{aid}/views.npz",
+        "geometry": f"assets/{aid}/geometry.npz",
+        "multiview": f"assets/{aid}/multiview.npz",
+        "functions": [cfg.function],
+        "function_parts": {cfg.function: [cfg.part]},
+        # x_normalised = scale * (x_model - center), model units (BOP: mm)
+        "normalization": {"center": np.asarray(centre).tolist(), "scale": float(scale)},
+        "source": {
+            "root": str(ds.root),
+            "obj_id": obj_id,
+            "images": [f"{v.scene}/{v.image_id:06d}/{v.gt_index}" for v in views],
+        },
+    }
+    if parts:
+        record["parts"] = parts
+    return record
+
+
+def write_handal_dataset(
+    roots: list[str | os.PathLike],
+    out: str | os.PathLike,
+    cfg: HandalConvertConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    taxonomy: Any = None,
+) -> dict[str, Any]:
+    """Convert HANDAL object folders (BOP layout) into an afford-correspondence dataset.
+
+    Every annotated instance becomes a view: the 224 crop (1.2 x the longer side of the visible
+    mask) as the view image, its camera re-framed to the crop, the visible mask, z-depth and
+    surface points by ray casting the normalised CAD model, the part mask (function
+    ``cfg.function``, part ``cfg.part``) as GT; surface samples get the part by majority vote of
+    the views that see them. All assets are in the ``test`` split; evaluation pairs come from
+    an alignments file (:func:`afford.prepare.evalpairs.write_eval_pairs`). Pseudo-labels only
+    with ``cfg.labeler`` (all invalid otherwise; ``taxonomy`` gives detector prompts their part
+    descriptions). Returns the manifest.
+    """
+    cfg = cfg or HandalConvertConfig()
+    roots = [Path(r) for r in roots]
+    if cfg.categories is not None and len(cfg.categories) != len(roots):
+        raise UsageError(
+            f"--category: {len(cfg.categories)} names for {len(roots)} folders; give one per ROOT"
+        )
+    if cfg.stride < 1 or cfg.max_views < 1 or cfg.cloud_points < 100:
+        raise UsageError("--stride and --max-views must be >= 1, --cloud-points >= 100")
+    datasets = [HandalDataset(r, cfg.split, cfg.part_dir) for r in roots]
+    cats = cfg.categories or [category_name(r) for r in roots]
+    jobs = []
+    for ds, cat in zip(datasets, cats):
+        if not re.fullmatch(r"[a-z0-9_-]+", cat):
+            raise UsageError(f"--category {cat!r}: use lower-case letters, digits, '_' or '-'")
+        ids = ds.object_ids() if cfg.objects is None else list(cfg.objects)
+        missing = [i for i in ids if i not in ds.object_ids()]
+        if missing:
+            raise UsageError(f"--objects: no models {missing} in {ds.root / 'models'}")
+        jobs += [(ds, i, f"{cat}_{i:06d}", cat) for i in ids]
+    if not jobs:
+        raise DataError(f"{roots}: no object models found")
+    dup = sorted({a for _, _, a, _ in jobs if [j[2] for j in jobs].count(a) > 1})
+    if dup:
+        raise UsageError(f"asset ids {dup} appear twice: give the folders distinct --category")
+    labelers = None
+    if cfg.labeler:
+        from afford.prepare.labelers import open_labeler
+
+        labelers = open_labeler(cfg.labeler, taxonomy, device=cfg.device, samples=cfg.samples)
+    root = _prepare_out(Path(out), overwrite)
+    records = {}
+    for ds, obj_id, aid, cat in tqdm(jobs, desc="HANDAL objects", disable=not progress):
+        records[aid] = _convert_object(ds, obj_id, aid, cat, cfg, root, labelers)
+    n_views = sum(r["n_views"] for r in records.values())
+    manifest = {
+        "format": "afford-correspondence",
+        "format_version": 1,
+        "generator": {
+            "name": "afford.prepare.handal",
+            "version": CONVERTER_VERSION,
+            "afford": __version__,
+            "options": {k: v for k, v in asdict(cfg).items() if k != "device"},
+        },
+        "source": "handal",
+        "crop": {"scale": 1.2, "size": CROP},
+        "categories": sorted(set(cats)),
+        "functions": [cfg.function],
+        "splits": {"train": [], "val": [], "test": sorted(records)},
+        "eval_pairs": "eval_pairs.json",
+        "pseudo_labels": {
+            "labeler": labelers.name if labelers is not None else None,
+            "samples_per_view": cfg.samples,
+        },
+        "counts": {
+            "assets": len(records),
+            "views": n_views,
+            "train_assets": 0,
+            "eval_pairs": {"val": 0, "test": 0},
+            "eval_pairs_failed": [],
+        },
+        "assets": records,
+    }
+    write_json(
+        root / "eval_pairs.json",
+        {"format": "afford-correspondence-eval", "format_version": 1, "crop_size": CROP,
+         "pairs": []},
+    )  # fmt: skip
+    write_json(root / "dataset.json", manifest)
+    return manifest

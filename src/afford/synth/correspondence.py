@@ -37,7 +37,12 @@ from afford.data.io import read_image, read_json, read_npz, write_image, write_j
 from afford.errors import AffordError
 from afford.geometry.camera import Camera, backproject, sphere_cameras
 from afford.geometry.curation import curate_pair
-from afford.geometry.pseudolabel import PartQuery, PseudoLabelConfig, pseudo_label_masks
+from afford.geometry.pseudolabel import (
+    PartQuery,
+    PseudoLabelConfig,
+    SimulatedBoxLabeler,
+    pseudo_label_masks,
+)
 from afford.geometry.visible import match_to_cloud, multiview_correspondences
 from afford.synth.assets import CATEGORIES, make_asset
 from afford.synth.render import Scene
@@ -211,84 +216,6 @@ def _neighbour_pairs(centres: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(centres) - 1)
     near = np.argsort(ang, axis=1, kind="stable")[:, :k]
     return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
-
-
-# ---------------------------------------------------------------------------------------------
-# simulated labeler
-
-
-class SimulatedBoxLabeler:
-    """A ``BoxLabeler`` that imitates a grounding VLM from the renderer's part ids.
-
-    Per sample: with probability ``p_miss`` (``p_miss_small`` when the part shows fewer than
-    ``small_part_px`` pixels at 224, and mostly when it is invisible) no box; with probability
-    ``p_wrong`` the box of another part (or a random box on the object); otherwise the true
-    box of the visible part pixels with Gaussian jitter of ``jitter`` x its side.
-
-    Args:
-        part_id: (V, H, W) int part index per pixel (-1 background).
-        parts: part names (index order); function_parts: function -> part names.
-        seed: asset seed (each (view, function) draws from its own generator).
-        options: the probabilities above.
-    """
-
-    def __init__(
-        self,
-        part_id: np.ndarray,
-        parts: list[str],
-        function_parts: dict[str, list[str]],
-        seed: int,
-        options: dict[str, float],
-    ):
-        self.part_id = np.asarray(part_id)
-        self.parts = list(parts)
-        self.function_parts = function_parts
-        self.seed = int(seed)
-        self.opt = dict(options)
-
-    @staticmethod
-    def _box(sel: np.ndarray) -> np.ndarray | None:
-        rows = np.flatnonzero(sel.any(axis=1))
-        cols = np.flatnonzero(sel.any(axis=0))
-        if rows.size == 0:
-            return None
-        return np.array([cols[0] - 0.5, rows[0] - 0.5, cols[-1] + 0.5, rows[-1] + 0.5])
-
-    def __call__(self, image: np.ndarray | None, query: PartQuery, view: int, samples: int = 4):
-        pid = self.part_id[view]
-        h, w = pid.shape
-        target = [self.parts.index(n) for n in self.function_parts[query.function]]
-        sel = np.isin(pid, target)
-        scale224 = 224.0 / max(h, w)
-        true_box = self._box(sel)
-        area = sel.sum() * scale224**2
-        rng = _rng(self.seed, int(view), query.function, "labeler")
-        others = [k for k in range(len(self.parts)) if k not in target and (pid == k).any()]
-        out = np.full((samples, 4), np.nan)
-        p_miss = (
-            self.opt["p_miss"] if area >= self.opt["small_part_px"] else self.opt["p_miss_small"]
-        )
-        if true_box is None:
-            p_miss = 0.8
-        for s in range(samples):
-            u = rng.uniform()
-            if u < p_miss:
-                continue
-            if true_box is None or u < p_miss + self.opt["p_wrong"]:
-                if others and rng.uniform() < 0.7:
-                    box = self._box(pid == others[int(rng.integers(len(others)))])
-                else:
-                    obj = self._box(pid >= 0)
-                    if obj is None:
-                        continue
-                    c = rng.uniform(obj[:2], obj[2:])
-                    half = rng.uniform(0.1, 0.3, 2) * (obj[2:] - obj[:2])
-                    box = np.concatenate([c - half, c + half])
-            else:
-                side = true_box[2:] - true_box[:2]
-                box = true_box + rng.normal(0, self.opt["jitter"], 4) * np.tile(side, 2)
-            out[s] = box
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
