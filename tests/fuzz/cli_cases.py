@@ -332,6 +332,56 @@ def _set_cases() -> list[Case]:
         ),  # fmt: skip
         _c(
             "train-grounding",
+            "data-empty",
+            "train grounding --config grounding/synth "
+            "--out {w}/out/tg-e --set data.root={w}/aff/empty",
+            1,
+            "empty",
+        ),  # fmt: skip
+        _c(
+            "train-grounding",
+            "data-missing",
+            "train grounding --config grounding/synth "
+            "--out {w}/out/tg-m --set data.root={w}/aff/nope",
+            1,
+            "nope",
+        ),  # fmt: skip
+        _c(
+            "train-grounding",
+            "data-no-exocentric",
+            "train grounding --config grounding/synth "
+            "--out {w}/out/tg-x --set data.root={w}/aff/noexo",
+            1,
+            "noexo",
+        ),  # fmt: skip
+        _c(
+            "train-corr",
+            "data-empty",
+            "train correspondence --config correspondence/synth-tiny "
+            "--set data.root={w}/corr/empty --set train.out={w}/out/tc-e",
+            1,
+            "empty",
+        ),  # fmt: skip
+        _c(
+            "train-corr",
+            "data-bad-json",
+            "train correspondence --config "
+            "correspondence/synth-tiny --set data.root={w}/corr/badjson "
+            "--set train.out={w}/out/tc-b",
+            1,
+            "badjson",
+        ),  # fmt: skip
+        _c(
+            "train-corr",
+            "data-no-assets",
+            "train correspondence --config "
+            "correspondence/synth-tiny --set data.root={w}/corr/noviews "
+            "--set train.out={w}/out/tc-n",
+            1,
+            "noviews",
+        ),  # fmt: skip
+        _c(
+            "train-grounding",
             "grad-clip-nan",
             "train grounding --config grounding/synth --print-config --set train.grad_clip=nan",
             2,
