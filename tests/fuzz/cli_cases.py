@@ -14,7 +14,8 @@ expected outcome:
 
 ``guard`` lists files (relative to the world) that hold earlier results: they must come out
 byte-identical whatever the command did.  Outcomes (:func:`run_case`): ``clear`` (as
-expected), ``traceback``, ``hang`` (over the time limit), ``silent`` (exit 0 where an error
+expected), ``traceback`` (also the one-line ``afford: internal error:`` the CLI prints for an
+unexpected exception without ``-v``), ``hang`` (over the time limit), ``silent`` (exit 0 where an error
 was due, a failed ``check``, a changed guarded file), ``unclear`` (wrong exit code, several
 lines, or the error does not name the file / argument).
 """
@@ -1210,7 +1211,7 @@ def run_case(case: Case, w: Path, time_limit: float = TIME_LIMIT_S) -> Outcome:
             f"over {time_limit:.0f} s"
             + (f"; changed earlier results: {', '.join(changed)}" if changed else ""),
         )
-    elif crash or "Traceback" in text:
+    elif crash or "Traceback" in text or "internal error:" in text:
         o.kind, o.detail = "traceback", (crash or text).strip().splitlines()[-1]
     elif changed:
         o.kind, o.detail = "silent", f"changed earlier results: {', '.join(changed)}"

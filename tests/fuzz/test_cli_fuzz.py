@@ -47,3 +47,20 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path):
     want = np.round(ramp / 257.0).astype(np.uint8)
     assert np.abs(grey.astype(int) - want).max() <= 1
     assert np.array_equal(rgb[..., 0], grey) and rgb.shape == (8, 64, 3)
+
+
+def test_a_bug_is_one_line_without_v_and_a_traceback_with_it(monkeypatch, capsys):
+    """An unexpected exception (a bug, not bad input) is one line with exit 70 (EX_SOFTWARE),
+    and the traceback with -v; the fuzz table counts it as a traceback."""
+    import afford.cli.info as info
+    from afford.cli import EXIT_INTERNAL, main
+
+    def boom():
+        raise ZeroDivisionError("simulated bug\nsecond line")
+
+    monkeypatch.setattr(info, "collect", boom)
+    assert main(["info"]) == EXIT_INTERNAL == 70
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("afford: internal error: ZeroDivisionError")
+    with pytest.raises(ZeroDivisionError):
+        main(["-v", "info"])
