@@ -479,6 +479,14 @@ def _image_cases() -> list[Case]:
                       check=_ground_ok(f"g-{id_}", name)))  # fmt: skip
     good = "ground {w}/img/good.png --device cpu"
     out += [
+        _c(
+            g,
+            "png-out-exists",
+            f"{good} --action hold --out {{w}}/results/hold.png",
+            2,
+            "--out",
+            guard=("results/hold.png",),
+        ),  # fmt: skip
         _c(g, "unknown-action", f"{good} --action fly --out {{w}}/out/g-a1", 2, "--action"),
         _c(
             g,
@@ -573,6 +581,14 @@ def _correspond_cases() -> list[Case]:
     c = "correspond"
     pair = "correspond {w}/img/good.png {w}/img/good2.png --device cpu"
     out = [
+        _c(
+            c,
+            "png-out-exists",
+            f"{pair} --function grasp --out {{w}}/results/hold.png",
+            2,
+            "--out",
+            guard=("results/hold.png",),
+        ),  # fmt: skip
         _c(
             c,
             "img1-missing",

@@ -71,10 +71,12 @@ def _write_npy(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def _single_png(out: Path | None, n: int, arg: str = "--out") -> bool:
+def _single_png(out: Path | None, n: int, overwrite: bool = False, arg: str = "--out") -> bool:
     if out is not None and out.suffix.lower() == ".png":
         if n != 1:
             raise UsageError(f"{arg} {out}: a .png names one output; give a folder for {n} inputs")
+        if out.exists() and not overwrite:
+            raise UsageError(f"{arg} {out}: the file exists; pass --overwrite to replace it")
         return True
     return False
 
@@ -93,7 +95,7 @@ def ground_files(
     """Ground ``action`` on every input image; returns the ``results.json`` dict."""
     paths = expand_inputs(inputs)
     out = Path(out)
-    single = _single_png(out, len(paths))
+    single = _single_png(out, len(paths), overwrite)
     if not single:
         output_dir(out, overwrite=overwrite)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -173,7 +175,7 @@ def correspond_files(
         raise UsageError(f"IMG1: {image_a} must be one image file, not a folder")
     paths = expand_inputs(targets, "IMG2")
     out = Path(out)
-    single = _single_png(out, len(paths))
+    single = _single_png(out, len(paths), overwrite)
     if not single:
         output_dir(out, overwrite=overwrite)
     if mask_b is not None and len(paths) != 1:

@@ -195,9 +195,8 @@ def _eval(args: argparse.Namespace) -> int:
     if (args.set or args.print_config) and not args.checkpoint:
         raise AffordError("--set / --print-config need --checkpoint (a baseline has no config)")
     if args.print_config:
-        print(dump_yaml(_guarded(args.checkpoint, lambda: trained_config(args.checkpoint,
-                                                                          args.set))[1]
-                        ["experiment"]), end="")  # fmt: skip
+        conf = _guarded(args.checkpoint, lambda: trained_config(args.checkpoint, args.set))[1]
+        print(dump_yaml(conf["experiment"]), end="")
         return 0
     for flag, value in (("--max-pairs", args.max_pairs),
                         ("--discovery-stride", args.discovery_stride)):  # fmt: skip
