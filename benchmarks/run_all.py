@@ -166,6 +166,11 @@ JOBS: dict[str, Job] = {
     "metrics": Job("metrics.py", result="metrics.json"),
     "prepare": Job("prepare.py", result="prepare.json", note="real-asset preparation throughput"),
     "pretrain_probe": Job("pretrain_probe.py", result="pretrain_probe.json"),
+    "reliability": Job(
+        "reliability.py",
+        result="reliability.json",
+        note="fuzz table of the CLI + same-seed determinism, a few minutes",
+    ),  # fmt: skip
     "render": Job("render.py", result="render.json"),
     "serve": Job("serve.py", result="serve.json"),
     "synth_correspondence": Job("synth_correspondence.py", result="synth_correspondence.json"),

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from afford.config import from_dict  # noqa: E402
 from afford.correspondence.config import CorrExperiment  # noqa: E402
 from afford.correspondence.train import train as train_corr  # noqa: E402
-from afford.data.io import read_json, write_json  # noqa: E402
+from afford.data.io import read_json, write_bytes, write_json  # noqa: E402
 from afford.demo.stages import Demo  # noqa: E402
 from afford.grounding.config import GroundingExperiment  # noqa: E402
 from afford.grounding.train import train as train_grounding  # noqa: E402
@@ -61,7 +61,7 @@ def export(run: Path, task: str, work: Path, profile: str, seed: int) -> Path:
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
-    shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
+    write_bytes(dst / "model.safetensors", (src / "model.safetensors").read_bytes())
     meta = read_json(src / "config.json")
     meta["config"] = _scrub(meta["config"], str(work))
     extra = {k: v for k, v in meta.get("extra", {}).items() if k == "train_state"}
@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = MODELS / "samples"
     samples.mkdir(exist_ok=True)
     for asset, name in SAMPLES.items():
-        shutil.copy2(work / "data" / "correspondence" / "assets" / asset / "rgb" / "02.png",
-                     samples / name)  # fmt: skip
+        write_bytes(samples / name,
+                    (work / "data" / "correspondence" / "assets" / asset / "rgb" / "02.png")
+                    .read_bytes())  # fmt: skip
     print(f"copied {len(SAMPLES)} sample renders to {samples}")
     return 0
 

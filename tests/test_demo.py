@@ -156,7 +156,7 @@ def test_failing_stage_exits_nonzero_and_leaves_no_report(quick_run, tmp_path, m
         raise RuntimeError("simulated failure")
 
     monkeypatch.setattr(stages.Demo, "stage_data", boom)
-    code = main(["demo", "--quick", "--out", str(out), "--device", "cpu"])
+    code = main(["demo", "--quick", "--out", str(out), "--device", "cpu", "--overwrite"])
     assert code != 0
     err = capsys.readouterr().err
     assert "stage 1/5 'data' failed" in err and "simulated failure" in err

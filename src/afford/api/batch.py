@@ -50,6 +50,13 @@ def expand_inputs(items: Iterable[str | os.PathLike], arg: str = "IMAGES") -> li
     return out
 
 
+def check_images(paths: Sequence[Path]) -> None:
+    """Decode every input once before anything is written: a broken file late in a folder
+    is a DataError naming it, not a half-written output folder."""
+    for p in paths:
+        to_rgb(p, str(p))
+
+
 def stems(paths: Sequence[Path]) -> list[str]:
     """Output names: the file stems, prefixed by the input index where two would collide."""
     names = [p.stem for p in paths]
@@ -64,10 +71,12 @@ def _write_npy(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def _single_png(out: Path | None, n: int, arg: str = "--out") -> bool:
+def _single_png(out: Path | None, n: int, overwrite: bool = False, arg: str = "--out") -> bool:
     if out is not None and out.suffix.lower() == ".png":
         if n != 1:
             raise UsageError(f"{arg} {out}: a .png names one output; give a folder for {n} inputs")
+        if out.exists() and not overwrite:
+            raise UsageError(f"{arg} {out}: the file exists; pass --overwrite to replace it")
         return True
     return False
 
@@ -86,11 +95,12 @@ def ground_files(
     """Ground ``action`` on every input image; returns the ``results.json`` dict."""
     paths = expand_inputs(inputs)
     out = Path(out)
-    single = _single_png(out, len(paths))
+    single = _single_png(out, len(paths), overwrite)
     if not single:
         output_dir(out, overwrite=overwrite)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    check_images(paths)
     t0 = time.perf_counter()
     g = Grounder.from_checkpoint(checkpoint, device=device,
                                  allow_backbone_mismatch=allow_backbone_mismatch)  # fmt: skip
@@ -165,11 +175,12 @@ def correspond_files(
         raise UsageError(f"IMG1: {image_a} must be one image file, not a folder")
     paths = expand_inputs(targets, "IMG2")
     out = Path(out)
-    single = _single_png(out, len(paths))
+    single = _single_png(out, len(paths), overwrite)
     if not single:
         output_dir(out, overwrite=overwrite)
     if mask_b is not None and len(paths) != 1:
         raise UsageError("--mask2 needs exactly one target image")
+    check_images([*src, *paths])
     a = to_rgb(src[0], str(src[0]))
     ma = _mask_file(mask_a, a.shape[:2], "--mask1")
     rows: list[dict[str, Any]] = []

@@ -97,7 +97,12 @@ def to_rgb(image: Any, name: str = "image") -> np.ndarray:
         try:
             arr = read_image(image)
         except AffordError as exc:
-            raise DataError(f"{name}: {exc}") from None
+            msg = str(exc)
+            raise DataError(msg if msg.startswith(name) else f"{name}: {msg}") from None
+        try:
+            return _check_size(arr, name)
+        except UsageError as exc:  # a file of the wrong size is the data's problem
+            raise DataError(str(exc)) from None
     elif isinstance(image, Image.Image):
         arr = _from_pil(image, name)
     elif isinstance(image, torch.Tensor):

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from afford.data.io import write_text
 from afford.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,7 @@ def _write_cache(model_id: str, digest: str) -> None:
     try:
         data = _read_cache()
         data[model_id] = digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(data, indent=1, sort_keys=True))
     except OSError:  # a read-only home must not break loading
         pass
 

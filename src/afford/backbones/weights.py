@@ -32,7 +32,7 @@ from afford.backbones.registry import FAMILIES, PRETRAIN_FAMILIES, TINY_SEED, We
 from afford.backbones.registry import family as family_spec
 from afford.backbones.registry import variant as variant_spec
 from afford.data.io import atomic_path
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def resolve_weights(family: str, weights: str | os.PathLike | None = None) -> Pa
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise AffordError(
+            raise DataError(
                 f"{family} weight file {path} does not exist (weights={str(weights)!r}); "
                 + hint(family)
             )
@@ -225,7 +225,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"weight file {path} does not exist")
+        raise DataError(f"weight file {path} does not exist")
     try:
         if path.suffix == ".safetensors":
             obj: object = load_file(str(path), device="cpu")
@@ -237,19 +237,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - many formats, many failure types
-        raise AffordError(
-            f"cannot read weight file {path}: {exc} (expected a .safetensors file, a torch.save "
-            "state dict or a TorchScript archive)"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"cannot read weight file {path}: {reason} (expected a .safetensors file, a "
+            "torch.save state dict or a TorchScript archive; nothing in it was executed)"
         ) from exc
     for key in ("state_dict", "model", "teacher"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise AffordError(f"weight file {path} does not hold a state dict (got {type(obj)})")
+        raise DataError(f"weight file {path} does not hold a state dict (got {type(obj)})")
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
-        raise AffordError(f"weight file {path} holds no tensors")
+        raise DataError(f"weight file {path} holds no tensors")
     for prefix in ("module.", "backbone."):
         sd = _strip_prefix(sd, prefix)
     return sd

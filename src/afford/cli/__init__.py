@@ -18,6 +18,9 @@ import sys
 from afford import __version__
 from afford.errors import AffordError
 
+#: Exit code of an unexpected exception (sysexits.h EX_SOFTWARE): not the user's input.
+EXIT_INTERNAL = 70
+
 COMMAND_MODULES = [
     "afford.cli.info",
     "afford.cli.synth_affordance",
@@ -104,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("afford: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not the user's input: one line unless -v
+        if args.verbose:
+            raise
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        print(f"afford: internal error: {type(exc).__name__}: {reason} (a bug in afford; "
+              "rerun with -v for the traceback and please report it)", file=sys.stderr)  # fmt: skip
+        return EXIT_INTERNAL
     return int(code or 0)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from afford.errors import AffordError
+from afford.errors import AffordError, UsageError
 
 BASELINES = ("chance", "dino", "vlm+dino", "gt-part+chance", "gt-part+dino")
 
@@ -58,6 +59,7 @@ def register(groups: dict) -> None:
     )
     e.add_argument("--split", default="test", choices=("test", "val"))
     e.add_argument("--out", default="runs/correspondence/eval", help="output folder")
+    e.add_argument("--overwrite", action="store_true", help="replace results.json in --out")
     e.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs")
     e.add_argument(
         "--discovery-stride",
@@ -187,17 +189,25 @@ def _eval(args: argparse.Namespace) -> int:
     from afford.correspondence.evaluate import evaluate_rows, table_markdown
     from afford.correspondence.train import load_trained, trained_config
     from afford.data.correspondence import CorrespondenceDataset
+    from afford.data.io import output_dir
     from afford.engine import resolve_device
 
     if (args.set or args.print_config) and not args.checkpoint:
         raise AffordError("--set / --print-config need --checkpoint (a baseline has no config)")
     if args.print_config:
-        print(dump_yaml(trained_config(args.checkpoint, args.set)[1]["experiment"]), end="")
+        conf = _guarded(args.checkpoint, lambda: trained_config(args.checkpoint, args.set))[1]
+        print(dump_yaml(conf["experiment"]), end="")
         return 0
+    for flag, value in (("--max-pairs", args.max_pairs),
+                        ("--discovery-stride", args.discovery_stride)):  # fmt: skip
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    output_dir(args.out, overwrite=args.overwrite)  # refused before any work
     ds = CorrespondenceDataset(_dataset_root(args.pairs))
     if args.checkpoint:
-        model, dino, clip, functions, conf = load_trained(
-            args.checkpoint, resolve_device(args.device), args.set
+        device = resolve_device(args.device)
+        model, dino, clip, functions, conf = _guarded(
+            args.checkpoint, lambda: load_trained(args.checkpoint, device, args.set)
         )
         row = ModelRow(model, dino, clip, functions, name=conf["experiment"].train.name)
     else:
@@ -212,7 +222,20 @@ def _eval(args: argparse.Namespace) -> int:
     )
     print(table_markdown(res))
     print(f"wrote {Path(args.out) / 'results.json'}")
+    worse = res[row.name]["below_chance"]
+    if worse and row.name != "chance":
+        c = res["settings"]["transfer_chance"]["overall"]
+        print(f"afford: warning: {row.name} scores below chance (a random pixel of the target "
+              f"object: PCK@23 {c['pck@23']:.3f}, norm. distance {c['norm_dist']:.3f}) on "
+              f"{', '.join(worse)}", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _guarded(checkpoint: str, load):
+    """``load()`` with an unreadable checkpoint file a DataError naming it."""
+    from afford.api._checkpoints import guarded
+
+    return guarded(Path(checkpoint), load)
 
 
 def _parse_points(items: list[str]):

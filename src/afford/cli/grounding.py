@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 SET_HELP = "override a config value, e.g. --set train.epochs=2 (repeatable; value read as YAML)"
 
@@ -47,9 +48,15 @@ def _eval(args: argparse.Namespace) -> int:
     res = evaluate(
         args.checkpoint, split=args.split, data_root=args.data, out=args.out,
         device=args.device or "auto", figures=not args.no_figures, calibration=args.calibration,
-        sets=args.set,
+        sets=args.set, overwrite=args.overwrite,
     )  # fmt: skip
-    print(json.dumps({k: res[k] for k in ("split", "n", "kld", "sim", "nss")}, indent=2))
+    keys = ("split", "n", "kld", "sim", "nss", "chance", "below_chance", "under_chance")
+    print(json.dumps({k: res[k] for k in keys}, indent=2))
+    if res["below_chance"]:
+        c = res["chance"]
+        print(f"afford: warning: the model scores below chance (a uniform map: KLD {c['kld']:.3f}, "
+              f"SIM {c['sim']:.3f}, NSS {c['nss']:.3f}) on {', '.join(res['below_chance'])}",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -113,6 +120,7 @@ def register(groups: dict) -> None:
     p.add_argument("--out", default=None, help="output folder (default <run>/eval_<split>)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace results.json in --out")
     p.add_argument(
         "--calibration",
         default=None,

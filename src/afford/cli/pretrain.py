@@ -88,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise AffordError("--out FILE.safetensors is required (the weight file to write)")
+    if Path(args.out).exists() and not args.overwrite:
+        raise AffordError(f"--out {args.out}: the file exists; pass --overwrite to replace it")
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
     n, seed, deg = cfg.data.images, cfg.train.seed, cfg.data.multiview_deg
@@ -158,6 +160,7 @@ def register(groups: dict) -> None:
     p.add_argument("--family", choices=("dino", "dinov2"), default=None,
                    help="model.family (required without --config)")  # fmt: skip
     p.add_argument("--out", default=None, help="output .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--minutes", type=float, default=None, help="train.minutes: wall-clock cap")
     p.add_argument("--seed", type=int, default=None, help="train.seed (default 0)")
     p.add_argument(

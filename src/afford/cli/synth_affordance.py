@@ -7,13 +7,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def _affordance(args: argparse.Namespace) -> int:
     import json
 
+    from afford.data.io import output_dir
+    from afford.errors import UsageError
     from afford.synth.affordance import SIZES, AffordanceSize, write_affordance_dataset
 
+    for flag in ("ego", "exo", "test", "image_size", "seed", "workers"):
+        value = getattr(args, flag)
+        low = {"image_size": 32, "seed": 0, "workers": 0}.get(flag, 1)
+        if value is not None and value < low:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= {low}, got {value}")
+    if Path(args.out).is_dir():  # an earlier dataset is replaced only when asked to
+        output_dir(args.out, overwrite=args.overwrite, markers=("dataset.json",))
     size: str | AffordanceSize = args.size
     overrides = {k: getattr(args, k) for k in ("ego", "exo", "test", "image_size")}
     if any(v is not None for v in overrides.values()):
@@ -55,4 +65,6 @@ def register(groups: dict) -> None:
     p.add_argument(
         "--force", action="store_true", help="write into a non-empty folder not made by afford"
     )
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the dataset an earlier run wrote in --out")  # fmt: skip
     p.set_defaults(func=_affordance)

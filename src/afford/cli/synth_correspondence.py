@@ -6,6 +6,7 @@ Cheap to import (the writer and its dependencies load inside the handler).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SIZE_NAMES = ("tiny", "small", "default", "large")
 
@@ -14,11 +15,17 @@ def _run(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from afford.data.io import output_dir
     from afford.errors import AffordError
     from afford.synth.correspondence import CorrSynthConfig, write_correspondence_dataset
 
     if args.workers < 1:
         raise AffordError(f"--workers must be >= 1, got {args.workers}")
+    for flag, value in (("--seed", args.seed), ("--max-points", args.max_points)):
+        if value is not None and value < (0 if flag == "--seed" else 1):
+            raise AffordError(f"{flag} must be >= {0 if flag == '--seed' else 1}, got {value}")
+    if Path(args.out).is_dir():  # an earlier dataset is replaced only when asked to
+        output_dir(args.out, overwrite=args.overwrite, markers=("dataset.json",))
     cats = None
     if args.categories:
         cats = [c.strip() for c in args.categories.split(",") if c.strip()]
@@ -82,4 +89,6 @@ def register(groups: dict) -> None:
         help="assets per category in each split (overrides the preset's)",
     )
     p.add_argument("--no-contact-sheet", action="store_true", help="skip contact_sheet.png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the dataset an earlier run wrote in --out")  # fmt: skip
     p.set_defaults(func=_run)

@@ -10,6 +10,12 @@ Per evaluation pair and per direction (source -> target and target -> source):
 - discovery: cycle-consistency ranked matches between the object pixels (part list first with
   a mask head); best F1@k and AP@k, k in {23, 15, 10, 5}.
 
+Chance: the expected label-transfer metrics of a uniformly random pixel of the target object
+mask (:func:`afford.metrics.correspondence.label_transfer_chance`, exact, no draw), in
+``results["settings"]["transfer_chance"]``; each row lists the label-transfer metrics on which
+it does worse in ``below_chance`` and sets ``under_chance`` when PCK@23 is among them.
+Discovery (F1 / AP) has no exact chance value here (the ``chance`` baseline row draws one).
+
 Results are averaged over (pair, direction) records, overall and split into within-category
 and across-category pairs. ``discovery_stride > 1`` runs discovery on every ``stride``-th
 pixel of both images (a speed option for CPU benchmarks; the paper uses every pixel, stride 1).
@@ -34,6 +40,7 @@ from afford.metrics.correspondence import (
     discovery,
     distinct_fraction,
     label_transfer,
+    label_transfer_chance,
 )
 from afford.viz import draw_matches, plot_pr_curves
 
@@ -135,9 +142,13 @@ def evaluate_rows(
         raise AffordError(f"row names must be unique, got {[r.name for r in rows]}")
     drawn: dict[str, int] = {r.name: 0 for r in rows}
     out = Path(out_dir) if out_dir is not None else None
+    chance: list[dict[str, Any]] = []
     for pair in tqdm(pairs, desc="eval pairs", disable=not progress, leave=False):
         data = dataset.load_pair(pair)
         data["pair"] = pair
+        for b in (2, 1):  # forward: target 2; backward: target 1
+            m = label_transfer_chance(data[f"points{b}"], data[f"mask{b}"], thresholds=KS)
+            chance.append({"metrics": m, "cross_category": pair.cross_category})
         for row in rows:
             f1 = row.features(data["image1"], data["mask1"], pair.function)
             f2 = row.features(data["image2"], data["mask2"], pair.function)
@@ -175,6 +186,13 @@ def evaluate_rows(
             "discovery_stride": int(discovery_stride),
             "ks": list(KS),
             "directions": ["forward", "backward"],
+            "transfer_chance": {
+                "what": "expected label transfer of a uniformly random pixel of the target "
+                "object mask",
+                "overall": _average(chance),
+                "within_category": _average([c for c in chance if not c["cross_category"]]),
+                "across_category": _average([c for c in chance if c["cross_category"]]),
+            },
         }
     }
     for row in rows:
@@ -185,6 +203,10 @@ def evaluate_rows(
             "across_category": _average([r for r in recs if r["cross_category"]]),
             "per_pair": [{k: v for k, v in r.items() if k != "curves"} for r in recs],
         }
+        res["below_chance"] = below_chance(
+            res["overall"], results["settings"]["transfer_chance"]["overall"]
+        )
+        res["under_chance"] = MAIN_METRIC in res["below_chance"]
         if hasattr(row, "misses"):
             res["box_misses"] = int(row.misses)
         results[row.name] = res
@@ -199,6 +221,23 @@ def evaluate_rows(
     if out is not None:
         write_json(out / "results.json", results)
     return results
+
+
+#: The headline label-transfer metric: a row below chance on it is flagged ``under_chance``.
+MAIN_METRIC = "pck@23"
+
+
+def below_chance(scores: dict[str, Any], chance: dict[str, Any]) -> list[str]:
+    """The label-transfer metrics of ``scores`` worse than ``chance`` (PCK lower, normalised
+    distance higher)."""
+    worse = []
+    for k, c in chance.items():
+        if k == "n" or k not in scores:
+            continue
+        a, c = float(scores[k]), float(c)
+        if (a > c) if k == "norm_dist" else (a < c):
+            worse.append(k)
+    return worse
 
 
 def _safe(name: str) -> str:

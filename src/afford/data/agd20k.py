@@ -50,7 +50,7 @@ import torch
 from afford.data.cache import MapCache, file_key
 from afford.data.io import read_gray, read_image
 from afford.data.transforms import CropFlip
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def resolve_root(root: str | os.PathLike, dataset: str) -> Path:
             f"data.dataset: unknown dataset {dataset!r}; choose one of {list(DATASETS)}"
         )
     if not root.is_dir():
-        raise AffordError(f"{root}: dataset folder not found (data.root)")
+        raise DataError(f"{root}: dataset folder not found (data.root)")
     sub = _SUBFOLDER.get(dataset)
     if sub and not (root / "trainset").is_dir() and not (root / "testset").is_dir():
         if (root / sub).is_dir():
@@ -136,7 +136,7 @@ def resolve_root(root: str | os.PathLike, dataset: str) -> Path:
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise AffordError(
+        raise DataError(
             f"{path}: missing folder ({what}); expected the AGD20K layout "
             "<root>/{trainset,testset}/{egocentric,exocentric,GT}/<affordance>/<object>/<image>"
         )
@@ -153,7 +153,7 @@ def _scan_view(view_dir: Path, classes: list[str], view: str) -> list[ImageRecor
     records: list[ImageRecord] = []
     for aff_dir in _subdirs(view_dir):
         if aff_dir.name not in index:
-            raise AffordError(
+            raise DataError(
                 f"{aff_dir}: affordance folder {aff_dir.name!r} is not a class of this dataset "
                 f"(known: {', '.join(classes)})"
             )
@@ -161,7 +161,7 @@ def _scan_view(view_dir: Path, classes: list[str], view: str) -> list[ImageRecor
             p.name for p in aff_dir.iterdir() if p.is_file() and not p.name.startswith(".")
         )
         if stray:
-            raise AffordError(
+            raise DataError(
                 f"{aff_dir}: {view} images must sit in <affordance>/<object>/ sub-folders, found "
                 f"files directly in the affordance folder (e.g. {stray[0]!r})"
             )
@@ -171,7 +171,7 @@ def _scan_view(view_dir: Path, classes: list[str], view: str) -> list[ImageRecor
             )
             images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
             if not images:
-                raise AffordError(f"{obj_dir}: object folder holds no images ({view})")
+                raise DataError(f"{obj_dir}: object folder holds no images ({view})")
             for p in images:
                 records.append(ImageRecord(p, aff_dir.name, obj_dir.name, index[aff_dir.name]))
     return records
@@ -183,7 +183,7 @@ def _folder_classes(train_dir: Path) -> list[str]:
         for p in _subdirs(_require_dir(train_dir / "exocentric", "exocentric training images"))
     )
     if not names:
-        raise AffordError(f"{train_dir / 'exocentric'}: no affordance folders")
+        raise DataError(f"{train_dir / 'exocentric'}: no affordance folders")
     return names
 
 
@@ -264,9 +264,9 @@ def scan_dataset(
             _require_dir(tdir / "exocentric", "exocentric training images"), classes, "exocentric"
         )
         if not exo:
-            raise AffordError(f"{tdir / 'exocentric'}: no exocentric training images")
+            raise DataError(f"{tdir / 'exocentric'}: no exocentric training images")
         if not ego:
-            raise AffordError(f"{tdir / 'egocentric'}: no egocentric training images")
+            raise DataError(f"{tdir / 'egocentric'}: no egocentric training images")
         data.train_ego, data.val_ego = carve_validation(ego, root, val_fraction, val_seed)
         data.train_exo, data.val_exo = carve_validation(exo, root, val_fraction, val_seed)
         if (tdir / "GT").is_dir():
@@ -284,7 +284,7 @@ def scan_dataset(
         )
         data.test, dropped = _attach_gt(ego, _require_dir(sdir / "GT", "test GT maps"))
         if not data.test:
-            raise AffordError(
+            raise DataError(
                 f"{sdir / 'GT'}: no GT png matches any test image (<aff>/<obj>/<stem>.png)"
             )
         if dropped:
@@ -318,7 +318,7 @@ class _Store:
     def load_maps(self, needs: dict[Path, set[str]]) -> None:
         """Read the cached maps named in ``needs`` into memory; one error lists what is missing."""
         if self.cache is None:
-            raise AffordError("no affinity map cache configured (data.cache)")
+            raise DataError("no affinity map cache configured (data.cache)")
         missing: list[str] = []
         for path, names in needs.items():
             if path in self._maps and names <= set(self._maps[path]):
@@ -330,7 +330,7 @@ class _Store:
                 continue
             self._maps[path] = {n: entry[n] for n in names}
         if missing:
-            raise AffordError(
+            raise DataError(
                 f"{self.cache.dir}: {len(missing)} image(s) have no cached affinity map, e.g. "
                 f"{missing[0]}; compute them with the CLIP extractor (afford train does this "
                 "when data.affinity is 'clip') or point data.cache at the right cache"
@@ -377,7 +377,7 @@ class TrainSet:
         augment: bool = True,
     ):
         if not exo:
-            raise AffordError("TrainSet: no exocentric images")
+            raise DataError("TrainSet: no exocentric images")
         if num_exo < 1:
             raise AffordError(f"data.num_exo must be >= 1, got {num_exo}")
         self.exo, self.ego, self.classes = exo, ego, classes
@@ -401,7 +401,7 @@ class TrainSet:
             if not pool:
                 pool = ego_by_aff.get(folder[0])
                 if not pool:
-                    raise AffordError(
+                    raise DataError(
                         f"no egocentric training image for affordance {folder[0]!r} (exocentric "
                         f"folder {folder[0]}/{folder[1]} needs an egocentric companion)"
                     )

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from afford.data.io import read_json, read_npz, write_json, write_npz
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 
 
 def content_key(data: bytes) -> str:
@@ -37,7 +37,7 @@ def file_key(path: str | os.PathLike) -> str:
     """Cache key of an image file: SHA-256 of its bytes."""
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"{path}: image file not found")
+        raise DataError(f"{path}: image file not found")
     return content_key(path.read_bytes())
 
 
@@ -72,7 +72,7 @@ class MapCache:
     def open(cls, root: str | os.PathLike, model_id: str) -> MapCache:
         """Open an existing cache; error naming the folder if it does not exist."""
         if not (Path(root) / model_id / "meta.json").is_file():
-            raise AffordError(f"{Path(root) / model_id}: no map cache here (missing meta.json)")
+            raise DataError(f"{Path(root) / model_id}: no map cache here (missing meta.json)")
         return cls(root, model_id)
 
     @property

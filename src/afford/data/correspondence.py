@@ -22,7 +22,7 @@ import numpy as np
 
 from afford.data.crops import crop_array, crop_image, view_to_crop
 from afford.data.io import read_image, read_json, read_npz
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 
 FORMAT = "afford-correspondence"
 EVAL_FORMAT = "afford-correspondence-eval"
@@ -93,12 +93,12 @@ class EvalPair:
 
 def _need(d: dict, key: str, where: str, kind: type | tuple[type, ...] | None = None) -> Any:
     if not isinstance(d, dict) or key not in d:
-        raise AffordError(
+        raise DataError(
             f"{where}: missing required key {key!r} (see docs/correspondence-format.md)"
         )
     value = d[key]
     if kind is not None and not isinstance(value, kind):
-        raise AffordError(f"{where}: {key!r} has type {type(value).__name__}, expected {kind}")
+        raise DataError(f"{where}: {key!r} has type {type(value).__name__}, expected {kind}")
     return value
 
 
@@ -116,16 +116,16 @@ class CorrespondenceDataset:
         self.root = Path(root)
         manifest = self.root / "dataset.json"
         if not manifest.is_file():
-            raise AffordError(
+            raise DataError(
                 f"{manifest}: not found; {self.root} is not a correspondence dataset "
                 "(write one with `afford synth correspondence --out DIR`)"
             )
         meta = read_json(manifest)
         where = str(manifest)
         if meta.get("format") != FORMAT:
-            raise AffordError(f"{where}: 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+            raise DataError(f"{where}: 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
         if meta.get("format_version") != 1:
-            raise AffordError(f"{where}: unsupported format_version {meta.get('format_version')!r}")
+            raise DataError(f"{where}: unsupported format_version {meta.get('format_version')!r}")
         self.meta = meta
         crop = meta.get("crop", {"size": 224})
         self.crop_size = int(crop.get("size", 224))
@@ -135,15 +135,15 @@ class CorrespondenceDataset:
         seen: dict[str, str] = {}
         for name, ids in splits.items():
             if name not in SPLITS:
-                raise AffordError(f"{where}: unknown split {name!r} (expected one of {SPLITS})")
+                raise DataError(f"{where}: unknown split {name!r} (expected one of {SPLITS})")
             for aid in ids:
                 if aid in seen:
-                    raise AffordError(
+                    raise DataError(
                         f"{where}: asset {aid!r} is in splits {seen[aid]!r} and {name!r}; "
                         "splits must be disjoint"
                     )
                 if aid not in assets:
-                    raise AffordError(f"{where}: split {name!r} lists unknown asset {aid!r}")
+                    raise DataError(f"{where}: split {name!r} lists unknown asset {aid!r}")
                 seen[aid] = name
             self.splits[name] = list(ids)
         self.assets: dict[str, AssetInfo] = {}
@@ -156,23 +156,23 @@ class CorrespondenceDataset:
     def _asset(self, aid: str, rec: dict, where: str, split: str | None) -> AssetInfo:
         w = f"{where}: assets[{aid!r}]"
         if not ASSET_ID.match(aid):
-            raise AffordError(f"{w}: asset id must match [a-z0-9_-]+")
+            raise DataError(f"{w}: asset id must match [a-z0-9_-]+")
         if split is None:
             split = rec.get("split")
             if split not in SPLITS:
-                raise AffordError(f"{w}: asset is in no split of 'splits'")
+                raise DataError(f"{w}: asset is in no split of 'splits'")
         rgb = _need(rec, "rgb", w, list)
         n_views = int(rec.get("n_views", len(rgb)))
         if len(rgb) != n_views or n_views < 1:
-            raise AffordError(f"{w}: 'rgb' lists {len(rgb)} files but n_views = {n_views}")
+            raise DataError(f"{w}: 'rgb' lists {len(rgb)} files but n_views = {n_views}")
         size = rec.get("image_size")
         if size is None or len(size) != 2:
-            raise AffordError(f"{w}: 'image_size' must be [H, W]")
+            raise DataError(f"{w}: 'image_size' must be [H, W]")
 
         def path(key: str, required: bool) -> Path | None:
             if key not in rec:
                 if required:
-                    raise AffordError(f"{w}: missing required key {key!r}")
+                    raise DataError(f"{w}: missing required key {key!r}")
                 return None
             return self.root / rec[key]
 
@@ -203,7 +203,7 @@ class CorrespondenceDataset:
 
     def asset(self, asset_id: str) -> AssetInfo:
         if asset_id not in self.assets:
-            raise AffordError(f"{self.root}: unknown asset {asset_id!r}")
+            raise DataError(f"{self.root}: unknown asset {asset_id!r}")
         return self.assets[asset_id]
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 -- one dataset object per run
@@ -214,7 +214,7 @@ class CorrespondenceDataset:
         arrays = read_npz(info.views)
         for key in VIEWS_REQUIRED:
             if key not in arrays:
-                raise AffordError(
+                raise DataError(
                     f"{info.views}: missing array {key!r} (required: {', '.join(VIEWS_REQUIRED)})"
                 )
         n, (h, w), f = info.n_views, info.image_size, len(info.functions)
@@ -231,7 +231,7 @@ class CorrespondenceDataset:
         }
         for key, shape in expect.items():
             if key in arrays and tuple(arrays[key].shape) != shape:
-                raise AffordError(
+                raise DataError(
                     f"{info.views}: array {key!r} has shape {tuple(arrays[key].shape)}, expected "
                     f"{shape} (n_views={n}, image_size={[h, w]}, {f} functions in dataset.json)"
                 )
@@ -244,10 +244,10 @@ class CorrespondenceDataset:
         """View image (H,W,3) uint8, checked against the asset's ``image_size``."""
         info = self.asset(asset_id)
         if not 0 <= view < info.n_views:
-            raise AffordError(f"asset {asset_id!r} has {info.n_views} views; no view {view}")
+            raise DataError(f"asset {asset_id!r} has {info.n_views} views; no view {view}")
         img = read_image(info.rgb[view])
         if img.shape[:2] != info.image_size:
-            raise AffordError(
+            raise DataError(
                 f"{info.rgb[view]}: image is {img.shape[1]}x{img.shape[0]}, dataset.json says "
                 f"image_size {list(info.image_size)} [H, W]"
             )
@@ -276,14 +276,14 @@ class CorrespondenceDataset:
         """``multiview.npz``: view_pairs (P,2), offsets (P+1,), src (M,2), dst (M,2) view pixels."""
         info = self.asset(asset_id)
         if info.multiview is None:
-            raise AffordError(
+            raise DataError(
                 f"{self.root / 'dataset.json'}: asset {asset_id!r} has no 'multiview' file "
                 "(needed for the spatial loss)"
             )
         arrays = read_npz(info.multiview)
         for key in MULTIVIEW_REQUIRED:
             if key not in arrays:
-                raise AffordError(f"{info.multiview}: missing array {key!r}")
+                raise DataError(f"{info.multiview}: missing array {key!r}")
         pairs, off = arrays["view_pairs"], arrays["offsets"]
         m = arrays["src"].shape[0]
         if (
@@ -294,13 +294,13 @@ class CorrespondenceDataset:
             or arrays["src"].shape != (m, 2)
             or (off.size and (off[0] != 0 or off[-1] != m or np.any(np.diff(off) < 0)))
         ):
-            raise AffordError(
+            raise DataError(
                 f"{info.multiview}: inconsistent arrays (view_pairs {pairs.shape}, offsets "
                 f"{off.shape}, src {arrays['src'].shape}, dst {arrays['dst'].shape}); offsets "
                 "must run from 0 to len(src)"
             )
         if pairs.size and (pairs.min() < 0 or pairs.max() >= info.n_views):
-            raise AffordError(
+            raise DataError(
                 f"{info.multiview}: view_pairs refer to views outside 0..{info.n_views - 1}"
             )
         return arrays
@@ -309,7 +309,7 @@ class CorrespondenceDataset:
         """``geometry.npz``: depth (N,H,W), surface_points (P,3), surface_part (P,)."""
         info = self.asset(asset_id)
         if info.geometry is None:
-            raise AffordError(f"{self.root / 'dataset.json'}: asset {asset_id!r} has no 'geometry'")
+            raise DataError(f"{self.root / 'dataset.json'}: asset {asset_id!r} has no 'geometry'")
         return read_npz(info.geometry)
 
     # ------------------------------------------------------------------ evaluation
@@ -319,9 +319,7 @@ class CorrespondenceDataset:
         path = self.root / rel
         meta = read_json(path)
         if meta.get("format") != EVAL_FORMAT:
-            raise AffordError(
-                f"{path}: 'format' is {meta.get('format')!r}, expected {EVAL_FORMAT!r}"
-            )
+            raise DataError(f"{path}: 'format' is {meta.get('format')!r}, expected {EVAL_FORMAT!r}")
         out = []
         for n, p in enumerate(_need(meta, "pairs", str(path), list)):
             w = f"{path}: pairs[{n}]"
@@ -340,9 +338,9 @@ class CorrespondenceDataset:
             )
             for aid in (pair.source_asset, pair.target_asset):
                 if aid not in self.assets:
-                    raise AffordError(f"{w}: unknown asset {aid!r}")
+                    raise DataError(f"{w}: unknown asset {aid!r}")
                 if self.assets[aid].split == "train":
-                    raise AffordError(
+                    raise DataError(
                         f"{w}: asset {aid!r} is a training asset; eval pairs "
                         "must use val/test assets"
                     )
@@ -363,18 +361,18 @@ class CorrespondenceDataset:
         arrays = read_npz(pair.file)
         for key in EVAL_REQUIRED:
             if key not in arrays:
-                raise AffordError(f"{pair.file}: missing array {key!r}")
+                raise DataError(f"{pair.file}: missing array {key!r}")
         s = self.crop_size
         p1, p2 = arrays["points1"], arrays["points2"]
         if p1.ndim != 2 or p1.shape[1] != 2 or p1.shape != p2.shape or p1.shape[0] < 1:
-            raise AffordError(
+            raise DataError(
                 f"{pair.file}: points1 {p1.shape} / points2 {p2.shape} must be equal (n,2), n >= 1"
             )
         if p1.min() < 0 or p2.min() < 0 or p1.max() >= s or p2.max() >= s:
-            raise AffordError(f"{pair.file}: points outside the {s}x{s} crop")
+            raise DataError(f"{pair.file}: points outside the {s}x{s} crop")
         for key in ("mask1", "mask2"):
             if arrays[key].shape != (s, s):
-                raise AffordError(
+                raise DataError(
                     f"{pair.file}: {key} has shape {arrays[key].shape}, expected {(s, s)}"
                 )
         out: dict[str, Any] = {

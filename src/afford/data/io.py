@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from afford.errors import AffordError, UsageError
+from afford.errors import AffordError, DataError, UsageError
 
 
 def _umask() -> int:
@@ -144,11 +145,13 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, with an error naming the file when it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise AffordError(f"{path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
@@ -162,24 +165,59 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` into memory."""
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found")
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (ValueError, OSError) as exc:
-        raise AffordError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (some libraries write paragraphs)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: PIL modes of one integer or float channel wider than 8 bits (16-bit PNG / TIFF, 32-bit).
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def wide_to_uint8(im: Image.Image) -> np.ndarray:
+    """A one-channel image of a wide mode (:data:`WIDE_MODES`) as uint8 (H,W), scaled, not
+    clipped: 16-bit by 255/65535 (``I`` when its values exceed 255), float from [0, 1].
+
+    PIL's own ``convert("L")`` / ``convert("RGB")`` clips at 255, which turns an ordinary
+    16-bit photo or mask into a white picture."""
+    arr = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        top = 1.0
+    elif im.mode.startswith("I;16") or (arr.size and arr.max() > 255):
+        top = 65535.0
+    else:
+        top = 255.0
+    arr = np.nan_to_num(arr, nan=0.0, posinf=top, neginf=0.0)
+    return np.round(np.clip(arr, 0, top) * (255.0 / top)).astype(np.uint8)
 
 
 def _read_pil(path: str | os.PathLike, mode: str) -> np.ndarray:
-    """Read an image file converted to PIL ``mode`` as a uint8 array (AffordError naming it)."""
+    """Read an image file converted to PIL ``mode`` as a uint8 array (DataError naming it).
+
+    Wide one-channel images (16-bit, 32-bit, float) are scaled to 8 bits first
+    (:func:`wide_to_uint8`)."""
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"{path}: image file not found")
+        raise DataError(f"{path}: image file not found")
     try:
         with Image.open(path) as im:
+            if im.mode in WIDE_MODES:
+                grey = Image.fromarray(wide_to_uint8(im))
+                return np.asarray(grey.convert(mode), dtype=np.uint8).copy()
             return np.asarray(im.convert(mode), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise AffordError(f"{path}: not a readable image ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable image ({_first_line(exc)})") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to decode ({_first_line(exc)})") from None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

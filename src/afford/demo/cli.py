@@ -9,6 +9,17 @@ DEFAULT_OUT = "afford-demo"
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from afford.errors import UsageError
+
+    out = Path(args.out)
+    held = [n for n in ("results.json", "report.md") if (out / n).is_file()]
+    if held and not args.overwrite:  # checked before the heavy imports
+        raise UsageError(
+            f"--out {out}: already holds results ({', '.join(held)}); pass --overwrite to "
+            "replace them or choose another folder"
+        )
     from afford.demo.stages import Demo
 
     demo = Demo(args.out, quick=args.quick, seed=args.seed, device=args.device, force=args.force)
@@ -31,6 +42,8 @@ def register(groups: dict) -> None:
     p.add_argument("--quick", action="store_true", help="smaller data, fewer steps (< 3 min)")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the report and results of an earlier run in --out")  # fmt: skip
     p.add_argument(
         "--force",
         action="store_true",

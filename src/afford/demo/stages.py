@@ -57,7 +57,7 @@ from afford.correspondence.train import load_trained as load_corr_trained
 from afford.correspondence.train import train as train_corr
 from afford.data.agd20k import AffordanceData, EvalSet, scan_dataset
 from afford.data.correspondence import CorrespondenceDataset
-from afford.data.io import read_json, write_image, write_json, write_text
+from afford.data.io import read_json, write_bytes, write_image, write_json, write_text
 from afford.demo.recipes import (
     CORR_RUNS,
     GROUNDING_RUNS,
@@ -85,10 +85,10 @@ from afford.grounding.build import load_trained as load_grounding_trained
 from afford.grounding.build import open_cache
 from afford.grounding.config import GroundingExperiment
 from afford.grounding.evaluate import evaluate as evaluate_grounding
+from afford.grounding.evaluate import uniform_row
 from afford.grounding.infer import ground
 from afford.grounding.train import predict
 from afford.grounding.train import train as train_grounding
-from afford.metrics.saliency import aggregate, evaluate_map
 from afford.synth.affordance import GENERATOR as AFF_GENERATOR
 from afford.synth.affordance import GENERATOR_VERSION as AFF_GENERATOR_VERSION
 from afford.synth.affordance import SIZES, AffordanceSize, write_affordance_dataset
@@ -227,35 +227,10 @@ def grounding_test_data(root: str | Path, dataset: str) -> AffordanceData:
 
 
 def uniform_grounding_row(data: AffordanceData) -> dict[str, Any]:
-    """KLD / SIM / NSS of the uniform map on every test image (the grounding chance row).
-
-    The protocol min-max normalises each prediction, which maps a literally constant map to
-    all zeros (no mass anywhere; KLD ~ 27.6 - H(gt), SIM 0, NSS 0 by definition): that is
-    the score of an empty answer, not of chance. The uniform *distribution* is a map of ones
-    with a single 0 in one corner of the (EVAL_SIZE, EVAL_SIZE) grid, which min-max leaves as
-    it is, so p = 1 / (EVAL_SIZE^2 - 1) on every other pixel. Both are scored with
-    :func:`afford.metrics.saliency.evaluate_map`; the constant map's scores are kept in
-    ``"constant_map"`` for the report's explanation.
-    """
-    uniform = np.ones((EVAL_SIZE, EVAL_SIZE))
-    uniform[0, 0] = 0.0
-    constant = np.ones((EVAL_SIZE, EVAL_SIZE))
-    evalset = EvalSet(data.test, data.classes, None, size=EVAL_SIZE, with_maps=False)
-    rows, flat = [], []
-    for i in range(len(evalset)):
-        gt = evalset.item(i)["gt"].numpy()
-        rows.append(evaluate_map(uniform, gt, size=EVAL_SIZE))
-        flat.append(evaluate_map(constant, gt, size=EVAL_SIZE))
-    agg = aggregate(rows, groups=[r.affordance for r in data.test])
-    const = aggregate(flat)
-    return {
-        "n": agg["n"],
-        "kld": agg["kld"],
-        "sim": agg["sim"],
-        "nss": agg["nss"],
-        "per_affordance": agg["groups"],
-        "constant_map": {k: const[k] for k in ("kld", "sim", "nss")},
-    }
+    """KLD / SIM / NSS of the uniform map on every test image (the grounding chance row;
+    :func:`afford.grounding.evaluate.uniform_row`, which says why a map of ones with a single
+    0 is the uniform distribution under the protocol's min-max normalisation)."""
+    return uniform_row(data.test, data.classes)
 
 
 class Demo:
@@ -827,11 +802,11 @@ class Demo:
             pr = ev / f"pr_{safe}.png"
             if pr.is_file():
                 dst = self.fig_dir / pr.name
-                shutil.copyfile(pr, dst)
+                write_bytes(dst, pr.read_bytes())
                 figs["pr"].append({"row": name, "path": str(dst)})
             for m in sorted(ev.glob(f"matches_{safe}_*.png")):
                 dst = self.fig_dir / m.name
-                shutil.copyfile(m, dst)
+                write_bytes(dst, m.read_bytes())
                 figs["matches"].append({"row": name, "path": str(dst)})
 
         # loss curves of the four runs

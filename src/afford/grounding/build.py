@@ -111,10 +111,30 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     )
 
 
+def read_checkpoint(ckpt_dir: Path, map_location: str | torch.device = "cpu") -> dict:
+    """:func:`afford.engine.load_checkpoint` with every unreadable file (truncated or empty
+    weights, a pickle where safetensors belong, broken JSON) a one-line DataError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_checkpoint(ckpt_dir, map_location=map_location)
+    except DataError:
+        raise
+    except AffordError as exc:
+        raise DataError(str(exc)) from None
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"{ckpt_dir}: cannot read the checkpoint ({type(exc).__name__}: {reason})"
+        ) from None
+
+
 def _experiment(raw: object, ckpt_dir: Path, sets: Iterable[str]) -> GroundingExperiment:
     """The experiment stored in a checkpoint (weight paths relative to it made absolute),
     ``--set`` overrides on top."""
     source = ckpt_dir / "config.json"
+    if isinstance(raw, dict) and raw.get("kind") not in (None, "grounding"):
+        raise DataError(f"{source}: a {raw['kind']} checkpoint, not a grounding one")
     if not isinstance(raw, dict) or "model" not in raw or "backbone" not in raw:
         kind = raw.get("kind") if isinstance(raw, dict) else None
         what = f" (a {kind} checkpoint)" if kind else ""
@@ -138,7 +158,7 @@ def checkpoint_experiment(
 ) -> tuple[Path, GroundingExperiment]:
     """(checkpoint folder, its experiment with ``sets`` applied) without building the model."""
     ckpt_dir = resolve_checkpoint(path)
-    return ckpt_dir, _experiment(load_checkpoint(ckpt_dir)["config"], ckpt_dir, sets)
+    return ckpt_dir, _experiment(read_checkpoint(ckpt_dir)["config"], ckpt_dir, sets)
 
 
 def backbone_records(raw: object) -> dict:
@@ -173,7 +193,7 @@ def load_trained(
     (:func:`afford.backbones.policy.check`): a different one is a UsageError naming both
     unless ``allow_backbone_mismatch``."""
     ckpt_dir = resolve_checkpoint(path)
-    ckpt = load_checkpoint(ckpt_dir, map_location=device)
+    ckpt = read_checkpoint(ckpt_dir, map_location=device)
     exp = _experiment(ckpt["config"], ckpt_dir, sets)
     recs = backbone_records(ckpt["config"])
     model = GroundingModel(exp.model.build())

@@ -5,7 +5,14 @@ Writes ``<out>/results.json``::
     {"split": "test", "checkpoint": ..., "dataset": ..., "root": ..., "n": N,
      "kld": .., "sim": .., "nss": ..,
      "per_affordance": {"hold": {"n": .., "kld": .., "sim": .., "nss": ..}, ...},
-     "model": {"method": .., "mode": .., "calibration": ..}}
+     "model": {"method": .., "mode": .., "calibration": ..},
+     "chance": {"what": "uniform map", "n": N, "kld": .., "sim": .., "nss": ..},
+     "below_chance": ["kld", ...], "under_chance": true|false}
+
+``chance`` is the uniform map scored on the same images (:func:`uniform_row`);
+``below_chance`` lists the metrics on which the model does worse than it (KLD higher, SIM or
+NSS lower), ``under_chance`` is true when that holds for the main metric, KLD (the CLI
+then prints a warning).
 
 plus ``per_affordance.png`` (KLD bar chart) and ``examples.png`` (image, GT and prediction
 overlays for the first test image of each affordance).  Metrics follow REFERENCE_NOTES B via
@@ -23,14 +30,14 @@ import numpy as np
 import torch
 
 from afford.config import replace
-from afford.data.agd20k import EvalSet, ego_map_names, scan_dataset
-from afford.data.io import write_image, write_json
+from afford.data.agd20k import EvalSet, ImageRecord, ego_map_names, scan_dataset
+from afford.data.io import output_dir, write_image, write_json
 from afford.engine import resolve_device
 from afford.errors import AffordError
 from afford.grounding.affinity import fill_cache
 from afford.grounding.build import build_clip, load_trained, open_cache, resolve_checkpoint
 from afford.grounding.train import predict, score_split
-from afford.metrics.saliency import aggregate
+from afford.metrics.saliency import aggregate, evaluate_map
 from afford.viz import image_grid, new_figure, overlay_heatmap, save_figure
 
 
@@ -45,6 +52,7 @@ def evaluate(
     progress: bool = True,
     calibration: str | None = None,
     sets: Iterable[str] = (),
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a grounding checkpoint on ``split`` ("test" or "val"); returns the results dict.
 
@@ -58,10 +66,20 @@ def evaluate(
             share one trained model.
         sets: ``--set key=value`` changes of the checkpoint's experiment (e.g.
             ``data.root=DIR``, ``model.calibration=soft``).
+        overwrite: replace an earlier ``results.json`` in the output folder (the CLI passes
+            ``--overwrite``, default off: refused before any work).
     """
     if split not in ("test", "val"):
         raise AffordError(f"--split must be 'test' or 'val', got {split!r}")
     ckpt_dir = resolve_checkpoint(checkpoint)
+    out_dir = (
+        Path(out)
+        if out is not None
+        else ckpt_dir.parent / f"eval_{split}"
+        if ckpt_dir.name in ("best", "last")
+        else ckpt_dir / f"eval_{split}"
+    )
+    output_dir(out_dir, overwrite=overwrite)  # refused before any work (names --out)
     dev = resolve_device(device)
     model, exp, dino, _ = load_trained(ckpt_dir, dev, sets=sets)
     if calibration is not None:
@@ -115,17 +133,61 @@ def evaluate(
         "model": {k: getattr(model.cfg, k) for k in ("method", "mode", "calibration")},
         "per_image": rows,
     }
-    out_dir = (
-        Path(out)
-        if out is not None
-        else ckpt_dir.parent / f"eval_{split}"
-        if ckpt_dir.name in ("best", "last")
-        else ckpt_dir / f"eval_{split}"
-    )
+    chance = uniform_row(records, data.classes)
+    results["chance"] = {"what": "uniform map", **{k: chance[k] for k in ("n", *METRICS)}}
+    results["below_chance"] = below_chance(results, chance)
+    results["under_chance"] = "kld" in results["below_chance"]
     write_json(out_dir / "results.json", results)
     if figures:
         _figures(out_dir, results, model, dino, evalset)
     return results
+
+
+#: The metrics of a grounding evaluation and whether higher is better (REFERENCE_NOTES B).
+METRICS = ("kld", "sim", "nss")
+HIGHER_IS_BETTER = {"kld": False, "sim": True, "nss": True}
+#: The AGD20K protocol's evaluation resolution (:func:`afford.metrics.saliency.evaluate_map`).
+EVAL_SIZE = 224
+
+
+def uniform_row(records: list[ImageRecord], classes: list[str]) -> dict[str, Any]:
+    """KLD / SIM / NSS of the uniform map on every record with GT (the grounding chance row).
+
+    The protocol min-max normalises each prediction, which maps a literally constant map to
+    all zeros (no mass anywhere; KLD ~ 27.6 - H(gt), SIM 0, NSS 0 by definition): that is
+    the score of an empty answer, not of chance. The uniform *distribution* is a map of ones
+    with a single 0 in one corner of the (EVAL_SIZE, EVAL_SIZE) grid, which min-max leaves as
+    it is, so p = 1 / (EVAL_SIZE^2 - 1) on every other pixel. Both are scored with
+    :func:`afford.metrics.saliency.evaluate_map`; the constant map's scores are kept in
+    ``"constant_map"``.
+    """
+    uniform = np.ones((EVAL_SIZE, EVAL_SIZE))
+    uniform[0, 0] = 0.0
+    constant = np.ones((EVAL_SIZE, EVAL_SIZE))
+    evalset = EvalSet(records, classes, None, size=EVAL_SIZE, with_maps=False)
+    rows, flat = [], []
+    for i in range(len(evalset)):
+        gt = evalset.item(i)["gt"].numpy()
+        rows.append(evaluate_map(uniform, gt, size=EVAL_SIZE))
+        flat.append(evaluate_map(constant, gt, size=EVAL_SIZE))
+    agg = aggregate(rows, groups=[r.affordance for r in records])
+    const = aggregate(flat)
+    return {
+        "n": agg["n"],
+        **{k: agg[k] for k in METRICS},
+        "per_affordance": agg["groups"],
+        "constant_map": {k: const[k] for k in METRICS},
+    }
+
+
+def below_chance(scores: dict[str, Any], chance: dict[str, Any]) -> list[str]:
+    """The metrics of ``scores`` worse than ``chance`` (KLD higher; SIM, NSS lower)."""
+    worse = []
+    for k in METRICS:
+        a, b = float(scores[k]), float(chance[k])
+        if (a < b) if HIGHER_IS_BETTER[k] else (a > b):
+            worse.append(k)
+    return worse
 
 
 def _figures(out_dir: Path, results: dict, model, dino, evalset) -> None:

@@ -41,7 +41,7 @@ from afford.config import from_dict, to_dict
 from afford.data.agd20k import DATASETS
 from afford.data.io import atomic_path
 from afford.engine import save_checkpoint
-from afford.errors import AffordError, DataError
+from afford.errors import AffordError, DataError, UsageError
 from afford.grounding.config import GroundingConfig, GroundingExperiment
 from afford.grounding.model import GroundingModel
 
@@ -65,17 +65,21 @@ def read_released(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a released ``torch.save`` file safely (``weights_only=True``) -> flat state dict."""
     path = Path(path)
     if not path.is_file():
-        raise AffordError(f"{path}: checkpoint file not found")
+        raise DataError(f"{path}: checkpoint file not found")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle / zip failures have many types
-        raise AffordError(f"{path}: cannot read as a torch.save state dict ({exc})") from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"{path}: cannot read as a torch.save state dict (loaded with weights_only=True, "
+            f"no code from the file runs: {reason})"
+        ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not obj:
-        raise AffordError(f"{path}: does not hold a state dict")
+        raise DataError(f"{path}: does not hold a state dict")
     sd = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}
@@ -170,15 +174,17 @@ def import_checkpoint(
         ``out``.
     """
     src, out = Path(src), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before reading anything
+        raise UsageError(f"--out {out}: already exists and is not empty; choose another folder")
     heads, dino, clip, unknown = split_released(read_released(src))
     if unknown:
-        raise AffordError(
+        raise DataError(
             f"{src}: unexpected keys for a SelectiveCL state dict, e.g. {unknown[:5]} (expected "
             f"{', '.join(HEAD_PREFIXES)}, {DINO_PREFIX}*, {CLIP_PREFIX}*)"
         )
     for need in ("aff_proj.norm.weight", "aff_classifier.weight"):
         if need not in heads:
-            raise AffordError(f"{src}: missing {need!r}; not a SelectiveCL/LOCATE state dict")
+            raise DataError(f"{src}: missing {need!r}; not a SelectiveCL/LOCATE state dict")
     feat_dim = int(heads["aff_proj.norm.weight"].shape[0])
     n_cls = int(heads["aff_classifier.weight"].shape[0])
     if classes is None:
@@ -190,7 +196,7 @@ def import_checkpoint(
             )
         classes = list(DATASETS[dataset])  # type: ignore[arg-type]
     if len(classes) != n_cls:
-        raise AffordError(
+        raise UsageError(
             f"{src}: the classifier has {n_cls} classes but {len(classes)} names were given"
         )
     method = "selective" if "K_contrast_projection.weight" in heads else "locate"
@@ -203,19 +209,17 @@ def import_checkpoint(
     missing = sorted(set(want) - set(heads))
     extra = sorted(set(heads) - set(want))
     if missing or extra:
-        raise AffordError(
+        raise DataError(
             f"{src}: head keys do not match the model (missing {missing[:6]}, unexpected {extra[:6]})"
         )
     bad = [k for k in want if tuple(want[k].shape) != tuple(heads[k].shape)]
     if bad:
         k = bad[0]
-        raise AffordError(
+        raise DataError(
             f"{src}: {k} has shape {tuple(heads[k].shape)}, expected {tuple(want[k].shape)}"
         )
     model.load_state_dict(heads)
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise AffordError(f"{out}: already exists and is not empty; choose another --out")
     normalize = "imagenet" if mode == "official" else "clip"
     backbone: dict = {"clip": {"normalize": normalize}, "dino": {}}
     files: dict[str, dict[str, torch.Tensor]] = {}

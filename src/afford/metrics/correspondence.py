@@ -101,6 +101,49 @@ def label_transfer(
     return out
 
 
+def label_transfer_chance(
+    gt_tgt: Any,
+    region: Any,
+    thresholds: Sequence[float] = LABEL_TRANSFER_THRESHOLDS,
+    norm: float = NORM,
+    inclusive: bool = True,
+    max_points: int = 512,
+    chunk: int = 1 << 22,
+) -> dict[str, float]:
+    """The expected :func:`label_transfer` metrics of *chance*: every prediction a uniformly
+    random pixel of the target ``region`` (the object mask), computed exactly (no draw).
+
+    Expected PCK@k is, per GT point, the fraction of region pixels within ``k`` px of it;
+    the expected normalised distance is the mean distance to the region pixels over ``norm``.
+    More than ``max_points`` GT points are thinned to that many, evenly spaced in their order
+    (the per-point values are exact; their mean is then over the kept points).
+
+    Args:
+        gt_tgt: (N,2) GT target points (row, col).
+        region: (H,W) bool, the pixels a prediction may land on (non-empty).
+    Returns: the keys of :func:`label_transfer`.
+    """
+    fn = "label_transfer_chance"
+    gt = _check_points(gt_tgt, "gt_tgt", fn)
+    ks = _check_thresholds(thresholds, "thresholds", fn)
+    if len(gt) > max_points:
+        gt = gt[np.linspace(0, len(gt) - 1, max_points).round().astype(int)]
+    pix = np.argwhere(np.asarray(region, dtype=bool)).astype(np.float64)  # (M,2)
+    if len(pix) == 0 or len(gt) == 0:
+        raise AffordError(f"{fn}: empty region or no GT points")
+    step = max(1, chunk // len(pix))
+    dist_sum = 0.0
+    hits = np.zeros(len(ks))
+    for s in range(0, len(gt), step):
+        d = np.sqrt(((gt[s : s + step, None, :] - pix[None]) ** 2).sum(-1))  # (n,M)
+        dist_sum += float(d.mean(axis=1).sum())
+        for i, k in enumerate(ks):
+            hits[i] += float(((d <= k) if inclusive else (d < k)).mean(axis=1).sum())
+    out = {"norm_dist": dist_sum / len(gt) / norm}
+    out.update({f"pck@{_fmt(k)}": float(h / len(gt)) for k, h in zip(ks, hits)})
+    return out
+
+
 def distinct_fraction(pred_tgt: Any) -> float:
     """Fraction of distinct target pixels among label-transfer predictions (one pair, one
     direction): 1 when every source point lands on its own pixel, 1/N when all N land on one.
