@@ -114,9 +114,9 @@ class Engine:
             self.fabric.log_dict(metrics, step=step)
 
     def log_image(self, name: str, image: Any, step: int, out: Path | None = None) -> None:
-        """An HWC uint8 image into the TensorBoard logger; CSV / none: a png file under
-        ``<out>/logs/images`` (rank 0)."""
-        if not self.is_main:
+        """An HWC uint8 image into the TensorBoard logger; CSV: a png file under
+        ``<out>/logs/images`` (rank 0); no logger: nothing."""
+        if not self.is_main or not self.fabric.loggers:
             return
         for lg in self.fabric.loggers:
             if type(lg).__name__ == "TensorBoardLogger":
