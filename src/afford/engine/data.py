@@ -80,9 +80,13 @@ def epoch_loader(
     kw: dict[str, Any] = {}
     if workers > 0:
         kw = {"worker_init_fn": _SeedWorker(seed, epoch, rank), "prefetch_factor": 4}
+    # its own generator: the loader never draws from the global torch RNG (a resumed run's
+    # global stream stays the uninterrupted one's)
+    gen = torch.Generator().manual_seed(worker_seed(seed, epoch, rank, -1 % 2**16))
     return DataLoader(
         dataset,
         batch_sampler=ShardedBatches(batches, rank, world, start),
+        generator=gen,
         collate_fn=collate,
         num_workers=workers,
         pin_memory=pin_memory,
