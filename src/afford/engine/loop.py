@@ -113,6 +113,20 @@ def _epoch_batches(batches: Callable, epoch: int, start: int) -> Iterable[Any]:
     return itertools.islice(batches(epoch), start, None)
 
 
+def _timing(step_s: list[float], wait_s: list[float], samples: int) -> dict[str, Any]:
+    """Wall-clock figures of a call of :func:`fit` (``step_s``: seconds per step, data wait
+    included; ``wait_s``: seconds waiting for the batch)."""
+    total = sum(step_s)
+    return {
+        "steps": len(step_s),
+        "seconds_per_step": total / max(len(step_s), 1),
+        "data_wait_fraction": sum(wait_s) / total if total > 0 else 0.0,
+        "samples_per_s": samples / total if total > 0 else 0.0,
+        "step_s": list(step_s),
+        "wait_s": list(wait_s),
+    }
+
+
 def _scalar(v: Any) -> float:
     return float(v.detach().float() if torch.is_tensor(v) else v)
 
@@ -234,7 +248,9 @@ def fit(
             save_checkpoint(out / name, weights, config, optimizer=opt, extra=extra)
         eng.barrier()
 
-    t_steps, t_wait, n_steps, n_samples = 0.0, 0.0, 0, 0
+    n_steps, n_samples = 0, 0
+    step_s: list[float] = []  # this call's wall time per step and its data wait
+    wait_s: list[float] = []
     max_steps = eng.max_steps
     if max_steps is not None and state.step >= max_steps:
         state.stopped_early, state.stop_reason = True, "max_steps"
@@ -292,7 +308,9 @@ def fit(
                 state.history.append({"epoch": epoch + 1, "step": state.step, **row})
             now = time.perf_counter()
             dt, t_last = now - t_last, now
-            t_steps, t_wait, n_steps = t_steps + dt, t_wait + t_data, n_steps + 1
+            n_steps += 1
+            step_s.append(dt)
+            wait_s.append(t_data)
             n_samples += samples_per_step or 0
             if state.step % eng.log_every == 0:
                 sps = (samples_per_step or 0) / dt if dt > 0 else 0.0
@@ -361,20 +379,10 @@ def fit(
         if improved:
             _save("best")
         if main:
-            state.timing = {
-                "steps": n_steps,
-                "seconds_per_step": t_steps / max(n_steps, 1),
-                "data_wait_fraction": t_wait / t_steps if t_steps > 0 else 0.0,
-                "samples_per_s": n_samples / t_steps if t_steps > 0 else 0.0,
-            }
+            state.timing = _timing(step_s, wait_s, n_samples)
             write_json(out / "history.json", {**asdict(state), "selection": selection})
             eng.flush()
     if n_steps:
-        state.timing = {
-            "steps": n_steps,
-            "seconds_per_step": t_steps / n_steps,
-            "data_wait_fraction": t_wait / t_steps if t_steps > 0 else 0.0,
-            "samples_per_s": n_samples / t_steps if t_steps > 0 else 0.0,
-        }
+        state.timing = _timing(step_s, wait_s, n_samples)
     eng.finalize()
     return state
