@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from afford.cli.engine_flags import add_engine_flags, engine_sets, is_main_process
+from afford.cli.engine_flags import add_engine_flags, engine_sets
 from afford.errors import AffordError
 
 BASELINES = ("chance", "dino", "vlm+dino", "gt-part+chance", "gt-part+dino")
@@ -146,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     res = train(cfg)
     st = res["state"]
-    if not is_main_process():
+    if res.get("rank", 0) != 0:  # one summary, from rank 0
         return 0
     print(
         json.dumps(

@@ -51,9 +51,3 @@ def engine_sets(args: argparse.Namespace) -> list[str]:
             out.append(f"train.{key}={json.dumps(v)}")
     return out
 
-
-def is_main_process() -> bool:
-    """Rank 0 (or no launcher): the process that prints a command's summary."""
-    import os
-
-    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"

@@ -21,7 +21,7 @@ SET_HELP = "override a config value, e.g. --set train.epochs=2 (repeatable; valu
 
 
 def _train(args: argparse.Namespace) -> int:
-    from afford.cli.engine_flags import engine_sets, is_main_process
+    from afford.cli.engine_flags import engine_sets
     from afford.config import dump_yaml, load, replace
     from afford.grounding.config import GroundingExperiment
     from afford.grounding.train import train
@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> int:
         print(dump_yaml(exp), end="")
         return 0
     res = train(exp)
-    if is_main_process():
+    if res.get("rank", 0) == 0:  # one summary, from rank 0
         sel = res["selection"]
         print(f"trained: {res['out']} (checkpoint {sel['checkpoint']}: epoch {res['best_epoch']}, "
               f"{sel['reason']}{'; WARNING: ' + sel['warning'] if sel['warning'] else ''})")  # fmt: skip
