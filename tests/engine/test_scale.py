@@ -163,3 +163,15 @@ def test_non_tty_progress_is_one_line_per_n_steps(base):
     lines = [ln for ln in p.stderr.splitlines() if " step " in ln and "samples/s" in ln]
     assert len(lines) == 3, p.stderr
     assert "\r" not in p.stderr  # no tqdm bar redraws in a log file
+
+
+def test_validation_images_in_the_logs(base):
+    """Grounding heatmaps and correspondence matches after each validation (csv: png files)."""
+    g = _config("grounding", base, epochs=1, logger="csv")
+    _train("grounding", g, base / "gimg")
+    assert sorted(p.name for p in (base / "gimg" / "logs" / "images").glob("*.png"))[:1] == [
+        "val_heatmap_0_0000001.png"
+    ]
+    c = _config("correspondence", base, epochs=1, logger="csv")
+    _train("correspondence", c, base / "cimg", "--set", "data.val_fraction=0.3")
+    assert len(list((base / "cimg" / "logs" / "images").glob("val_matches_*.png"))) == 2

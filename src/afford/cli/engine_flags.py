@@ -50,4 +50,3 @@ def engine_sets(args: argparse.Namespace) -> list[str]:
         if v is not None:
             out.append(f"train.{key}={json.dumps(v)}")
     return out
-

@@ -47,7 +47,7 @@ from afford.engine.data import epoch_loader
 from afford.engine.fabric import build_engine
 from afford.engine.selection import selection_record
 from afford.errors import AffordError, DataError, UsageError
-from afford.viz import plot_loss_curves
+from afford.viz import draw_matches, plot_loss_curves
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,27 @@ def train(
                     sums[k] = sums.get(k, 0.0) + float(v)
             return {f"val_{k}": v / len(val_batches) for k, v in sums.items()}
 
+    def images(epoch: int) -> dict[str, np.ndarray]:  # noqa: ARG001
+        """Label transfer on the first validation pairs: image-0 part points matched to the
+        nearest (cosine) image-1 object point, lines green when they land in the part."""
+        b = val_batches[0]
+        p, n = b["function"].shape[0], b["part0"].shape[1]
+        maps = [m.float() for m in dino(b["images"].to(device))]
+        text = text_table[b["function"].to(device)]
+        src = b["part0"].to(device).float()
+        cand = torch.cat([b["part1"], b["non1"]], 1).to(device).float()
+        f0 = model([m[:p] for m in maps], src, text)["feat"]
+        f1 = model([m[p : 2 * p] for m in maps], cand, text)["feat"]
+        best = torch.einsum("pid,pkd->pik", f0, f1).argmax(-1).cpu()  # (P,N)
+        out = {}
+        for i in range(min(2, p)):
+            imgs = [(b["images"][k * p + i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+                    for k in (0, 1)]  # fmt: skip
+            dst = cand[i].cpu()[best[i]]
+            out[f"val_matches/{i}"] = draw_matches(imgs[0], imgs[1], b["part0"][i].numpy(),
+                                                   dst.numpy(), correct=(best[i] < n).numpy())  # fmt: skip
+        return out
+
     selection = selection_record(
         metric="val_total" if validate is not None else None, split="val",
         n=len(val_ids), unit="assets",
@@ -349,6 +370,7 @@ def train(
         engine=engine,
         samples_per_step=cfg.sampling.pairs,
         selection=selection,
+        images=images if validate is not None and (cfg.loss.functional or cfg.loss.mask) else None,
     )
     if engine.is_main:
         try:
