@@ -13,7 +13,9 @@ seeded random weights (timing does not depend on the values):
 Per task: float32 vs bf16-mixed, --workers 0 vs 2 (data-wait share of each step), and 1 vs 2
 gloo processes at the same global batch.  The 2-process overhead (communication and
 synchronisation) is estimated as the 2-process step time minus the 1-process step time at
-half the batch (the work each rank does).  Times are the median over the steps after the
+half the batch (the work each rank does).  Every process runs 1 torch thread: on this
+shared 2-core machine 2 threads in one process were several times slower than 1 (see
+``afford pretrain-backbone --threads``), so "2 processes" is also "2 cores instead of 1".  Times are the median over the steps after the
 first (warm-up); validation is off (``val_fraction: 0``) so only training steps are timed.
 The machine's 2 cores are shared with other jobs: numbers are indicative.
 
@@ -87,7 +89,7 @@ def corr_config(root: Path, pairs: int) -> dict:
 
 
 def run(task: str, cfg: dict, work: Path, name: str, steps: int, *flags: str,
-        threads: int = 2) -> dict:  # fmt: skip
+        threads: int = 1) -> dict:  # fmt: skip
     """One training command; its timing (history.json) -> seconds/step, data-wait share."""
     path = work / f"{name}.yaml"
     cfg = json.loads(json.dumps(cfg))
@@ -140,7 +142,8 @@ def markdown(res: dict) -> str:
         "",
         f"{res['platform']}; {res['steps']} steps per run ({res['bf16_steps']} with "
         "bf16-mixed, which this CPU runs without bf16 matrix units: slow), median of the steps "
-        "after the first; 1-process runs use 2 torch threads, each of the 2 processes 1.",
+        "after the first; 1 torch thread per process (2 threads per process were several "
+        "times slower on this shared 2-core machine), so 2 processes use both cores.",
         "",
         "| task | setting | s/step | data wait | first step (s) |",
         "| --- | --- | --- | --- | --- |",

@@ -39,8 +39,11 @@ def _train(task: str, cfg: Path, out: Path, *flags: str, env: dict | None = None
                    check=check)  # fmt: skip
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", [*TASKS, "correspondence-bank"])
 def test_two_processes_train_like_one(task, base):
+    extra: list[str] = []
+    if task == "correspondence-bank":  # features from a bank built in shards by the 2 ranks
+        task, extra = "correspondence", ["--set", "sampling.feature_augs=2"]
     # grounding with SGD (the released optimiser): the conv biases in front of BatchNorm have
     # a gradient that is exactly 0 in real arithmetic, float rounding noise (~1e-9) in
     # practice; Adam divides that noise by its own square root and moves those biases by
@@ -50,9 +53,10 @@ def test_two_processes_train_like_one(task, base):
         if task == "grounding"
         else _config(task, base)
     )
-    one, two = base / f"{task}_1p", base / f"{task}_2p"
-    _train(task, cfg, one, "--devices", "1", "--accelerator", "cpu")
-    _train(task, cfg, two, "--devices", "2", "--accelerator", "cpu")
+    tag = task + ("_bank" if extra else "")
+    one, two = base / f"{tag}_1p", base / f"{tag}_2p"
+    _train(task, cfg, one, "--devices", "1", "--accelerator", "cpu", *extra)
+    _train(task, cfg, two, "--devices", "2", "--accelerator", "cpu", *extra)
     l1, l2 = losses(one), losses(two)
     assert len(l1) == len(l2) > 2
     assert l1 == pytest.approx(l2, abs=1e-5, rel=1e-5)
