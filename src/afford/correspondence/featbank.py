@@ -21,10 +21,10 @@ import logging
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from afford.correspondence.sampling import randomize_background, seeded_generator
 from afford.engine import dist
+from afford.engine.fabric import Progress
 from afford.errors import AffordError
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,13 @@ def build_feature_bank(
     world, rank = dist.world_size(), dist.rank()
     mine = chunks[rank::world]  # with several processes each computes its share of chunks
     done: dict[int, list[Tensor]] = {}
-    for c, lo in tqdm(mine, desc="feature bank", disable=not progress, leave=False):
+    bar = Progress(len(mine), "feature bank (chunks)", enabled=progress)
+    for c, lo in mine:
         idx = order[lo : lo + batch]
         x = randomize_background(ims[idx], ms[idx], bank_generator(seed, c), noise, p_noise)
         done[c] = [m.to(torch.float16).cpu() for m in backbone(x.to(device))]
+        bar.update()
+    bar.close()
     if world > 1:  # every rank gets every chunk (chunk c is a function of (seed, c) only)
         shards: list = [None] * world
         torch.distributed.all_gather_object(shards, done)

@@ -220,3 +220,29 @@ def default_engine(model: torch.nn.Module) -> Engine:
 def is_tty() -> bool:
     """Whether progress goes to a terminal (bars) or a file (one line per N steps)."""
     return sys.stderr.isatty()
+
+
+class Progress:
+    """A progress report that suits where stderr goes: a tqdm bar on a terminal, else one
+    line per ~10 % of ``total`` (``desc: k/total``), so a log file gets a few lines."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True) -> None:
+        from tqdm.auto import tqdm
+
+        self.total, self.desc, self.done = total, desc, 0
+        self.enabled, self.tty = enabled, is_tty()
+        self.bar = tqdm(total=total, desc=desc, leave=False, disable=not (enabled and self.tty))
+        self.every = max(1, total // 10)
+
+    def update(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        self.bar.update(n)
+        if (
+            self.enabled
+            and not self.tty
+            and (self.done // self.every > before // self.every or self.done == self.total)
+        ):
+            print(f"{self.desc}: {self.done}/{self.total}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()

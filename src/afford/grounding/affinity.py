@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from afford.data.cache import MapCache, content_key, file_key
 from afford.data.io import read_image
 from afford.data.transforms import CropFlip
+from afford.engine.fabric import Progress
 from afford.errors import AffordError
 from afford.grounding.prompts import action_prompt, entity_prompt
 
@@ -126,7 +126,7 @@ def fill_cache(
     text = text_embeddings(clip, [prompt_for(n) for n in all_names], cache)
     col = {n: i for i, n in enumerate(all_names)}
     items = sorted(todo.items())[rank::world]
-    bar = tqdm(total=len(items), desc="CLIP affinity maps", disable=not progress, leave=False)
+    bar = Progress(len(items), "CLIP affinity maps (images)", enabled=progress)
     device = clip.device
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
