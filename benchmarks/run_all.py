@@ -174,6 +174,12 @@ JOBS: dict[str, Job] = {
     "render": Job("render.py", result="render.json"),
     "serve": Job("serve.py", result="serve.json"),
     "synth_correspondence": Job("synth_correspondence.py", result="synth_correspondence.json"),
+    "training_scale": Job(
+        "training_scale.py",
+        ("--steps", "4", "--bf16-steps", "2"),
+        result="training_scale.json",
+        note="10 real-size training commands of 4 steps (2 with bf16-mixed; ~30 min on 2 cores)",
+    ),
 }
 
 

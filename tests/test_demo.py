@@ -75,6 +75,7 @@ def test_quick_demo_writes_complete_report(quick_run):
         assert Path(info["config"]).is_file()
         assert (Path(info["run"]) / "best" / "model.safetensors").is_file(), run
         assert 1 <= info["best_epoch"] <= info["epochs"]
+        assert info["selection"]["checkpoint"] in ("best", "last"), run
 
 
 def test_report_sections_numbers_and_figures(quick_run):

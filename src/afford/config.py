@@ -448,6 +448,34 @@ class TrainConfig:
     threads: int | None = option(None, min=1, help="torch CPU threads (default: torch's)")
     progress: bool = option(True, help="progress bars")
     grad_clip: float | None = option(None, min=0, min_exclusive=True, help="max grad norm")
+    # --- engine (Lightning Fabric, afford.engine.fabric; the same keys as the CLI flags)
+    accelerator: Literal["auto", "cpu", "gpu"] = option(
+        "auto", help="auto | cpu | gpu (auto: from train.device, else what the machine has)"
+    )
+    devices: int = option(1, min=1, help="processes (one device each) per node")
+    num_nodes: int = option(1, min=1, help="machines (multi-node: launch with torchrun)")
+    strategy: Literal["auto", "ddp", "fsdp"] = option(
+        "auto", help="auto | ddp | fsdp (auto: ddp with more than one process)"
+    )
+    precision: Literal["32", "bf16-mixed", "16-mixed", 32] = option(
+        "32", help="32 | bf16-mixed | 16-mixed (autocast; 16-mixed with a gradient scaler)"
+    )
+    max_steps: int | None = option(None, min=1, help="stop after this many optimizer steps")
+    workers: int = option(0, min=0, help="DataLoader worker processes (0: main process)")
+    logger: Literal["tensorboard", "csv", "none"] = option(
+        "csv", help="tensorboard | csv | none: scalars (losses, lr, samples/s, validation)"
+    )
+    log_every: int = option(
+        10, min=1, help="logger scalars and non-TTY progress lines every N steps"
+    )
+    checkpoint_every: int | None = option(
+        None, min=1, help="also write <out>/last every N steps inside an epoch (exact resume)"
+    )
+
+
+#: The engine keys of :class:`TrainConfig` (shared CLI flags, ``afford.cli.engine_flags``).
+ENGINE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_steps",
+               "workers", "logger", "log_every", "checkpoint_every")  # fmt: skip
 
 
 @dataclasses.dataclass

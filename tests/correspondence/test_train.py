@@ -116,7 +116,7 @@ def test_training_improves_pck_over_untrained(tiny_root, tmp_path):
         root=str(tiny_root),
         out=str(tmp_path / "run"),
         epochs=1,
-        iters_per_epoch=16,
+        iters_per_epoch=32,
         val_fraction=0.0,
         resume=False,
         **{**SMALL, "lr": 2e-3},

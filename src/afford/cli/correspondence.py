@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from afford.cli.engine_flags import add_engine_flags, engine_sets
 from afford.errors import AffordError, UsageError
 
 BASELINES = ("chance", "dino", "vlm+dino", "gt-part+chance", "gt-part+dino")
@@ -35,6 +36,10 @@ def register(groups: dict) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (train.progress=false)"
     )
+    p.add_argument("--data", default=None, help="dataset folder (= --set data.root=DIR)")
+    p.add_argument("--out", default=None, help="run folder (= --set train.out=DIR)")
+    p.add_argument("--seed", type=int, default=None, help="= --set train.seed=N")
+    add_engine_flags(p)
     p.set_defaults(func=_train)
 
     e = groups["eval"].add_parser(
@@ -118,7 +123,13 @@ def register(groups: dict) -> None:
 
 def _train_sets(args: argparse.Namespace) -> list[str]:
     """``--set`` assignments of ``afford train correspondence`` (the flags last)."""
-    sets = list(args.set)
+    sets = [*args.set, *engine_sets(args)]
+    if args.data is not None:
+        sets.append(f"data.root={json.dumps(args.data)}")
+    if args.out is not None:
+        sets.append(f"train.out={json.dumps(args.out)}")
+    if args.seed is not None:
+        sets.append(f"train.seed={args.seed}")
     if args.no_resume:
         sets.append("train.resume=false")
     if args.no_progress:
@@ -137,6 +148,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     res = train(cfg)
     st = res["state"]
+    if res.get("rank", 0) != 0:  # one summary, from rank 0
+        return 0
     print(
         json.dumps(
             {
@@ -144,6 +157,7 @@ def _train(args: argparse.Namespace) -> int:
                 "epochs": st["epoch"],
                 "best_epoch": st["best_epoch"],
                 "best": st["best"],
+                "selection": res["selection"],
             },
             indent=2,
         )

@@ -2,7 +2,9 @@
 ``afford ground`` and ``afford import-checkpoint``.  Heavy imports live inside the handlers.
 
     afford train grounding --config PATH|NAME [--set section.key=value ...] [--print-config]
-                           [--select-on-test] [--out DIR] [--device D] [--no-resume]
+                           [--select-on-test] [--out DIR] [--data DIR] [--seed S] [--device D]
+                           [--no-resume] [engine flags: --devices N --accelerator A --precision P
+                           --strategy S --num-nodes N --max-steps N --workers N --logger L ...]
     afford eval grounding --checkpoint RUN [--set section.key=value ...] [--print-config] ...
     afford ground IMAGES...|DIR --action A [--out DIR] [--batch-size N] [--checkpoint C]
     afford import-checkpoint RELEASED.pth --out DIR [--dataset D]
@@ -14,15 +16,23 @@ import argparse
 import json
 import sys
 
+from afford.cli.engine_flags import add_engine_flags
+
 SET_HELP = "override a config value, e.g. --set train.epochs=2 (repeatable; value read as YAML)"
 
 
 def _train(args: argparse.Namespace) -> int:
+    from afford.cli.engine_flags import engine_sets
     from afford.config import dump_yaml, load, replace
     from afford.grounding.config import GroundingExperiment
     from afford.grounding.train import train
 
-    exp = load(GroundingExperiment, args.config, args.set)
+    sets = [*args.set, *engine_sets(args)]
+    if args.data is not None:
+        sets.append(f"data.root={json.dumps(args.data)}")
+    if args.seed is not None:
+        sets.append(f"train.seed={args.seed}")
+    exp = load(GroundingExperiment, args.config, sets)
     flags = {"out": args.out, "device": args.device,
              "resume": False if args.no_resume else None,
              "select_on_test": True if args.select_on_test else None}  # fmt: skip
@@ -33,7 +43,10 @@ def _train(args: argparse.Namespace) -> int:
         print(dump_yaml(exp), end="")
         return 0
     res = train(exp)
-    print(f"trained: {res['out']} (best epoch {res['best_epoch']}, {res['select']}={res['best']})")
+    if res.get("rank", 0) == 0:  # one summary, from rank 0
+        sel = res["selection"]
+        print(f"trained: {res['out']} (checkpoint {sel['checkpoint']}: epoch {res['best_epoch']}, "
+              f"{sel['reason']}{'; WARNING: ' + sel['warning'] if sel['warning'] else ''})")  # fmt: skip
     return 0
 
 
@@ -105,12 +118,15 @@ def register(groups: dict) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (YAML) and exit")  # fmt: skip
     p.add_argument("--out", default=None, help="run folder (= --set train.out=DIR)")
+    p.add_argument("--data", default=None, help="dataset folder (= --set data.root=DIR)")
+    p.add_argument("--seed", type=int, default=None, help="= --set train.seed=N")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] | mps (= train.device)")
     p.add_argument("--select-on-test", action="store_true",
                    help="select the checkpoint on the TEST split (only to compare with the released "
                    "code; default: the validation split; = train.select_on_test)")  # fmt: skip
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if <out>/last exists (= --set train.resume=false)")  # fmt: skip
+    add_engine_flags(p)
     p.set_defaults(func=_train)
 
     p = groups["eval"].add_parser("grounding", help="KLD/SIM/NSS of a grounding checkpoint")

@@ -59,6 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from afford.backbones.weights import file_fingerprint, save_weights
+    from afford.cli.engine_flags import engine_sets
     from afford.config import dump_yaml, load, to_dict
     from afford.data.io import write_json
     from afford.engine import seed_everything
@@ -82,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise AffordError(f"--steps must be >= 1, got {args.steps}")
         sets += steps_sets(args.steps)
-    cfg = load(PretrainConfig, args.config, [*sets, *args.set], base=base)
+    cfg = load(PretrainConfig, args.config, [*sets, *engine_sets(args), *args.set], base=base)
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return 0
@@ -198,4 +199,7 @@ def register(groups: dict) -> None:
         default=None,
         help="train.threads (default 1: on a shared 2-core machine 2 threads were ~15x slower)",
     )
+    from afford.cli.engine_flags import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(func=_run)

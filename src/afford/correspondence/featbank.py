@@ -21,9 +21,10 @@ import logging
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from afford.correspondence.sampling import randomize_background, seeded_generator
+from afford.engine import dist
+from afford.engine.fabric import Progress
 from afford.errors import AffordError
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def build_feature_bank(
         images: (V, S, S, 3) uint8 crops; masks: (V, S, S) bool object masks.
         augs: K >= 1 randomisations per view; seed: the bank is a function of (seed, data).
         noise, p_noise: as in :func:`~afford.correspondence.sampling.randomize_background`.
+
+    With several processes (:mod:`afford.engine.dist`) each rank computes every
+    ``world``-th chunk of ``batch`` images and the shards are exchanged, so every rank holds
+    the same bank as one process would build.
     """
     if augs < 1:
         raise AffordError(f"feature bank: augs must be >= 1, got {augs}")
@@ -106,17 +111,25 @@ def build_feature_bank(
     except StopIteration:  # pragma: no cover - backbones have parameters
         device = torch.device("cpu")
     order = torch.arange(v * augs) // augs  # row r = view r // K, randomisation r % K
-    out: list[list[Tensor]] | None = None
     ims, ms = torch.from_numpy(images), torch.from_numpy(masks)
-    chunks = range(0, v * augs, batch)
-    for c, lo in enumerate(tqdm(chunks, desc="feature bank", disable=not progress, leave=False)):
+    chunks = list(enumerate(range(0, v * augs, batch)))
+    world, rank = dist.world_size(), dist.rank()
+    mine = chunks[rank::world]  # with several processes each computes its share of chunks
+    done: dict[int, list[Tensor]] = {}
+    bar = Progress(len(mine), "feature bank (chunks)", enabled=progress)
+    for c, lo in mine:
         idx = order[lo : lo + batch]
         x = randomize_background(ims[idx], ms[idx], bank_generator(seed, c), noise, p_noise)
-        maps = [m.to(torch.float16).cpu() for m in backbone(x.to(device))]
-        if out is None:
-            out = [[] for _ in maps]
-        for acc, m in zip(out, maps):
-            acc.append(m)
-    bank = FeatureBank([torch.cat(acc) for acc in out], augs)
+        done[c] = [m.to(torch.float16).cpu() for m in backbone(x.to(device))]
+        bar.update()
+    bar.close()
+    if world > 1:  # every rank gets every chunk (chunk c is a function of (seed, c) only)
+        shards: list = [None] * world
+        torch.distributed.all_gather_object(shards, done)
+        done = {c: maps for shard in shards for c, maps in shard.items()}
+    first = done[0]
+    bank = FeatureBank(
+        [torch.cat([done[c][k] for c, _ in chunks]) for k in range(len(first))], augs
+    )
     log.info("feature bank: %d views x %d backgrounds, %.2f GB", v, augs, bank.nbytes / 1024**3)
     return bank

@@ -9,9 +9,9 @@ end lies inside the part (image 2). Images are the 224 square crops (1.2 x the o
 side) with the background replaced by a random solid colour or two-colour gradient, plus
 uniform noise in [-50, 50] half the time.
 
-Everything random comes from one generator seeded by ``(seed, step)``, so batch ``step`` is
-the same whatever happened before it (exact resume).  Point sampling is vectorised over the
-batch: ``choose`` draws distinct indices (with replacement only when a set is smaller than
+Everything random comes from generators seeded by ``(seed, step, pair)``, so batch ``step``
+is the same whatever happened before it (exact resume) and whichever worker or process draws
+a pair.  Point sampling is vectorised over the images of a pair: ``choose`` draws distinct indices (with replacement only when a set is smaller than
 ``N``).
 """
 
@@ -404,8 +404,16 @@ class PairSampler:
         ``non1`` (P,N,2) (row, col) crop pixels; ``src``, ``dst`` (P,Ns,2) float crop
         coordinates in image 0 / image 2 (when n_spatial > 0); ``item0``, ``item1``, ``view2``.
         """
-        d, p, n = self.data, self.pairs, self.n_points
-        gen = step_generator(self.seed, step)
+        return collate_pairs([self.pair(step, j) for j in range(self.pairs)])
+
+    def pair(self, step: int, j: int) -> dict[str, Tensor]:
+        """Pair ``j`` of batch ``step`` (the entries of :meth:`batch` for one pair, images
+        and views ``(2 or 3, ...)``), drawn from a generator seeded by ``(seed, step, j)``
+        only: the same whichever worker or process draws it (:func:`collate_pairs` joins)."""
+        return self._draw(seeded_generator(self.seed, step, j), 1)
+
+    def _draw(self, gen: torch.Generator, p: int) -> dict[str, Tensor]:
+        d, n = self.data, self.n_points
         f = self.usable[
             (torch.rand(p, generator=gen).numpy() * len(self.usable))
             .astype(np.int64)
@@ -456,3 +464,20 @@ class PairSampler:
                 self._images[allv], self._masks[allv], gen, self.noise, self.p_noise
             )
         return out
+
+
+#: batch entries laid out as [image 0 block | image 1 block | image 2 block] of P images
+BLOCKED = ("views", "images", "augs")
+
+
+def collate_pairs(pairs: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Join :meth:`PairSampler.pair` outputs into one batch: per-pair entries concatenated,
+    the image-level ones (``views``, ``images``, ``augs``) in image-index-major blocks."""
+    out: dict[str, Tensor] = {}
+    for k in pairs[0]:
+        if k in BLOCKED:
+            x = torch.stack([q[k] for q in pairs])  # (P,K,...)
+            out[k] = x.transpose(0, 1).reshape(-1, *x.shape[2:])
+        else:
+            out[k] = torch.cat([q[k] for q in pairs])
+    return out

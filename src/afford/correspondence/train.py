@@ -5,8 +5,11 @@ frozen DINOv2 + CLIP text encoders, the training set (train-split assets of a da
 documented format, with a seeded held-out fraction of those assets for validation; the
 evaluation pairs are never used), and runs :func:`afford.engine.fit`: AdamW, iterations grouped
 into epochs, validation loss on fixed batches from the held-out assets for model selection
-(``<out>/best``), ``<out>/last`` for exact resume (batch ``i`` of epoch ``e`` is drawn with seed
-``(seed, e * iters_per_epoch + i)``).
+(``<out>/best``), ``<out>/last`` for exact resume (pair ``j`` of batch ``i`` of epoch ``e`` is
+drawn with seed ``(seed, e * iters_per_epoch + i, j)``).  The pairs are a map-style dataset
+(:class:`PairDataset`) on the engine's DataLoader (``train.workers``); with several processes
+(``train.devices``) each rank draws its contiguous chunk of the pairs of every batch, and
+every loss is a mean over pairs, so the ranks' average is the global batch's loss.
 
 Loss switches (``loss.*``) give the paper's Table 1 ablations: functional only, spatial only,
 full, full with the mask head.
@@ -30,13 +33,21 @@ from afford.correspondence.config import CorrExperiment
 from afford.correspondence.featbank import FeatureBank, build_feature_bank
 from afford.correspondence.losses import functional_loss, mask_loss, spatial_loss, total_loss
 from afford.correspondence.model import FunctionalCorrespondenceModel
-from afford.correspondence.sampling import PairSampler, TrainingSet, build_training_set
+from afford.correspondence.sampling import (
+    PairSampler,
+    TrainingSet,
+    build_training_set,
+    collate_pairs,
+)
 from afford.correspondence.text import encode_functions
 from afford.data.correspondence import CorrespondenceDataset
 from afford.data.io import read_json
-from afford.engine import fit, load_checkpoint, resolve_device, seed_everything
-from afford.errors import AffordError, DataError
-from afford.viz import plot_loss_curves
+from afford.engine import fit, load_checkpoint, seed_everything
+from afford.engine.data import epoch_loader
+from afford.engine.fabric import build_engine
+from afford.engine.selection import selection_record
+from afford.errors import AffordError, DataError, UsageError
+from afford.viz import draw_matches, plot_loss_curves
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +189,33 @@ class _Sampler:
         )
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        b = self.inner.batch(step)
+        return self.trim(self.inner.batch(step))
+
+    def trim(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if not (self.cfg.loss.functional or self.cfg.loss.mask):
-            p = self.cfg.sampling.pairs
+            p = b["function"].shape[0]
             for k in ("images", "views", "augs"):
                 if k in b:
                     b[k] = torch.cat([b[k][:p], b[k][2 * p :]])
         return b
+
+    def collate(self, pairs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return self.trim(collate_pairs(pairs))
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Map-style training pairs: ``dataset[(step, j)]`` is pair ``j`` of batch ``step``."""
+
+    def __init__(self, sampler: _Sampler) -> None:
+        self.sampler = sampler
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        return self.sampler.inner.pair(int(key[0]), int(key[1]))
+
+
+def epoch_pairs(epoch: int, iters: int, pairs: int) -> list[list[tuple[int, int]]]:
+    """The global batches of an epoch: ``[[(step, j) for j < pairs] for each step]``."""
+    return [[(epoch * iters + i, j) for j in range(pairs)] for i in range(iters)]
 
 
 def feature_bank(
@@ -226,8 +257,14 @@ def train(
     t = cfg.train
     if t.threads is not None:
         torch.set_num_threads(t.threads)
+    engine = build_engine(t, out=t.out)  # first: extra processes re-run the command
+    if cfg.sampling.pairs % engine.world:
+        raise UsageError(
+            f"sampling.pairs={cfg.sampling.pairs} must be divisible by the {engine.world} "
+            "processes (each rank takes an equal share of every batch)"
+        )
     seed_everything(t.seed)
-    device = resolve_device(t.device)
+    device = engine.device
     data, vdata = sets if sets is not None else training_sets(cfg)
     fit_ids, val_ids = data.assets, (vdata.assets if vdata is not None else [])
     functions = data.functions
@@ -252,6 +289,7 @@ def train(
         )
     model = build_model(cfg, dino.feat_dim, text_table.shape[1]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    model_w, opt_w = engine.setup(model, opt)
     ckpt_config = {
         "kind": KIND,
         "model": model.config(),
@@ -263,12 +301,17 @@ def train(
         "val_assets": val_ids,
     }
 
-    def batches(epoch: int):
-        for i in range(t.iters_per_epoch):
-            yield sampler.batch(epoch * t.iters_per_epoch + i)
+    dataset = PairDataset(sampler)
+
+    def batches(epoch: int, start: int = 0):
+        return epoch_loader(
+            dataset, epoch_pairs(epoch, t.iters_per_epoch, cfg.sampling.pairs),
+            collate=sampler.collate, seed=t.seed, epoch=epoch, start=start, rank=engine.rank,
+            world=engine.world, workers=engine.workers, pin_memory=engine.pin_memory,
+        )  # fmt: skip
 
     def step(batch, epoch):  # noqa: ARG001
-        return batch_losses(model, dino, text_table, batch, cfg, bank)
+        return batch_losses(model_w, dino, text_table, batch, cfg, bank)
 
     validate = None
     if val_sampler is not None:
@@ -281,9 +324,36 @@ def train(
                     sums[k] = sums.get(k, 0.0) + float(v)
             return {f"val_{k}": v / len(val_batches) for k, v in sums.items()}
 
+    def images(epoch: int) -> dict[str, np.ndarray]:  # noqa: ARG001
+        """Label transfer on the first validation pairs: image-0 part points matched to the
+        nearest (cosine) image-1 object point, lines green when they land in the part."""
+        b = val_batches[0]
+        p, n = b["function"].shape[0], b["part0"].shape[1]
+        maps = [m.float() for m in dino(b["images"].to(device))]
+        text = text_table[b["function"].to(device)]
+        src = b["part0"].to(device).float()
+        cand = torch.cat([b["part1"], b["non1"]], 1).to(device).float()
+        f0 = model([m[:p] for m in maps], src, text)["feat"]
+        f1 = model([m[p : 2 * p] for m in maps], cand, text)["feat"]
+        best = torch.einsum("pid,pkd->pik", f0, f1).argmax(-1).cpu()  # (P,N)
+        out = {}
+        for i in range(min(2, p)):
+            imgs = [(b["images"][k * p + i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+                    for k in (0, 1)]  # fmt: skip
+            dst = cand[i].cpu()[best[i]]
+            out[f"val_matches/{i}"] = draw_matches(imgs[0], imgs[1], b["part0"][i].numpy(),
+                                                   dst.numpy(), correct=(best[i] < n).numpy())  # fmt: skip
+        return out
+
+    selection = selection_record(
+        metric="val_total" if validate is not None else None, split="val",
+        n=len(val_ids), unit="assets",
+        why_none="no held-out assets (data.val_fraction too small or 0)" if not val_ids
+        else "no validation batches from the held-out assets",
+    )  # fmt: skip
     state = fit(
-        model,
-        opt,
+        model_w,
+        opt_w,
         batches,
         step,
         epochs=t.epochs,
@@ -297,12 +367,19 @@ def train(
         grad_clip=t.grad_clip,
         progress=t.progress,
         desc=f"corr {t.name}",
+        engine=engine,
+        samples_per_step=cfg.sampling.pairs,
+        selection=selection,
+        images=images if validate is not None and (cfg.loss.functional or cfg.loss.mask) else None,
     )
-    try:
-        plot_loss_curves(state.history, Path(t.out) / "loss.png", title=f"correspondence {t.name}")
-    except AffordError as exc:  # pragma: no cover - plotting is a convenience
-        log.warning("loss plot skipped: %s", exc)
-    return {"out": t.out, "state": asdict(state), "data": data.summary()}
+    if engine.is_main:
+        try:
+            plot_loss_curves(state.history, Path(t.out) / "loss.png",
+                             title=f"correspondence {t.name}")  # fmt: skip
+        except AffordError as exc:  # pragma: no cover - plotting is a convenience
+            log.warning("loss plot skipped: %s", exc)
+    return {"out": t.out, "state": asdict(state), "data": data.summary(),
+            "selection": selection, "rank": engine.rank}  # fmt: skip
 
 
 def checkpoint_dir(checkpoint: str | os.PathLike) -> Path:

@@ -350,11 +350,19 @@ def exo_map_names(cls: str) -> set[str]:
     return {f"action:{cls}", f"entity:{cls}"}
 
 
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The random stream of training sample ``index`` in epoch ``epoch``."""
+    return np.random.default_rng([seed, epoch, index])
+
+
 class TrainSet:
     """Training samples of the AGD20K protocol (one per exocentric image), batched per epoch.
 
-    Every random choice of an epoch (order, companions, crops, flips) comes from
-    ``np.random.default_rng([seed, epoch])``, so an epoch is reproducible and resumable.
+    A map-style dataset: ``dataset[(epoch, index)]`` is sample ``index`` of epoch ``epoch``,
+    its random choices (companions, crops, flips) from ``np.random.default_rng([seed, epoch,
+    index])`` only, so a sample is the same whatever the worker, the process or the batch
+    that reads it; the epoch's order is ``np.random.default_rng([seed, epoch])``'s
+    permutation (:meth:`batches`, or the engine's sharded DataLoader).
 
     ``augment=False`` (an afford option for fast CPU runs, not the protocol): every view is
     the full image resized to ``crop x crop`` with no crop or flip, and batches carry image
@@ -375,6 +383,7 @@ class TrainSet:
         preload: bool = False,
         with_maps: bool = True,
         augment: bool = True,
+        seed: int = 0,
     ):
         if not exo:
             raise DataError("TrainSet: no exocentric images")
@@ -382,7 +391,7 @@ class TrainSet:
             raise AffordError(f"data.num_exo must be >= 1, got {num_exo}")
         self.exo, self.ego, self.classes = exo, ego, classes
         self.num_exo, self.resize, self.crop, self.flip_prob = num_exo, resize, crop, flip_prob
-        self.with_maps, self.augment = with_maps, augment
+        self.with_maps, self.augment, self.seed = with_maps, augment, int(seed)
         self.store = _Store(cache, preload)
         self.paths: list[Path] = sorted({r.path for r in [*exo, *ego]})
         self.path_id = {p: i for i, p in enumerate(self.paths)}
@@ -424,6 +433,11 @@ class TrainSet:
 
     def __len__(self) -> int:
         return len(self.exo)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sample ``index`` of epoch ``epoch`` (``key = (epoch, index)``), see the class."""
+        epoch, index = key
+        return self.sample(int(index), sample_rng(self.seed, int(epoch), int(index)))
 
     def _view(self, rec: ImageRecord, names: list[str], rng: np.random.Generator):
         if not self.augment:  # fixed view: resize to crop x crop; images on demand (image())
@@ -487,14 +501,13 @@ class TrainSet:
         self, epoch: int, batch_size: int, seed: int = 0, max_batches: int | None = None
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled batches of one epoch (the last one may be smaller)."""
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(self))
+        order = np.random.default_rng([seed, epoch]).permutation(len(self))
         n_batches = int(np.ceil(len(order) / batch_size))
         if max_batches is not None:
             n_batches = min(n_batches, max_batches)
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            yield collate([self.sample(int(i), rng) for i in idx])
+            yield collate([self.sample(int(i), sample_rng(seed, epoch, int(i))) for i in idx])
 
     def num_batches(self, batch_size: int, max_batches: int | None = None) -> int:
         n = int(np.ceil(len(self) / batch_size))

@@ -173,6 +173,18 @@ def _f(x: Any, nd: int = 3) -> str:
     return f"{float(x):.{nd}f}" if finite(x) else "-"
 
 
+def selection_text(run: dict) -> str:
+    """Which checkpoint of a training run the report evaluates, and why (issue 18)."""
+    sel = run.get("selection") or {}
+    best = run.get("best_epoch")
+    if not sel:
+        return f"selected epoch {best}"
+    text = f"checkpoint `{sel['checkpoint']}` = epoch {best}: {sel['reason']}"
+    if sel.get("warning"):
+        text += f"; **warning: {sel['warning']}**"
+    return text
+
+
 def render_markdown(r: dict, root: Path) -> str:
     """The report as Markdown (image links relative to ``root``)."""
     d = r["data"]
@@ -269,7 +281,8 @@ def render_markdown(r: dict, root: Path) -> str:
             else ""
         )
         + "Checkpoints selected on a validation split carved from the training data, never on "
-        "test."
+        "test; the training curves below name the checkpoint of each run and why (with a "
+        "warning when validation was absent or too small)."
     )
     add(
         "3. **Evaluation** on the held-out test data with the papers' metrics: KLD / SIM / NSS "
@@ -390,8 +403,8 @@ def render_markdown(r: dict, root: Path) -> str:
 
     add("## Training curves\n")
     for run, path in fig["loss"].items():
-        best = r["training"][run]["best_epoch"]
-        add(f"**{run}** (selected epoch {best})\n\n![{run}]({rel(Path(path), root)})\n")
+        tr_run = r["training"][run]
+        add(f"**{run}** ({selection_text(tr_run)})\n\n![{run}]({rel(Path(path), root)})\n")
 
     add("## A real photo\n")
     p = r["photo"]

@@ -166,6 +166,7 @@ def fit_grounding(cfg: Any) -> dict[str, Any]:
         "run": res["out"],
         "best_epoch": res["best_epoch"],
         "select": res["select"],
+        "selection": res["selection"],
         "final_train": res["history"][-1]["train"] if res["history"] else {},
     }
 
@@ -209,7 +210,8 @@ def fit_corr(cfg: Any, progress: bool) -> dict[str, Any]:
     return {
         "run": res["out"],
         "best_epoch": st["best_epoch"],
-        "select": "val_total",
+        "select": res["selection"]["metric"],
+        "selection": res["selection"],
         "final_train": st["epochs"][-1]["train"] if st["epochs"] else {},
     }
 
@@ -552,6 +554,7 @@ class Demo:
             "run": res["run"],
             "best_epoch": res["best_epoch"],
             "select": res["select"],
+            "selection": res.get("selection"),
             "epochs": facts["epochs"],
             **{k: facts[k] for k in extra},
             "final_train": res["final_train"],

@@ -1,14 +1,18 @@
 """Checkpoints as a folder: ``model.safetensors`` + ``config.json`` (no pickle anywhere).
 
 Optionally ``optimizer.safetensors`` (+ its non-tensor state inside config.json) so training
-can resume exactly.  Folders are written to a temporary sibling and renamed into place, so a
-crash never leaves a half-written checkpoint where a good one was.
+can resume exactly.  Folders are written to a temporary sibling in the same folder, every
+file fsynced, then renamed into place: ``<name>`` -> ``.<name>.old``, temporary -> ``<name>``.
+A crash (even kill -9) leaves the old checkpoint or the new one: between the two renames
+only ``.<name>.old`` exists, and :func:`recover_checkpoint` (run by the loop, the only writer, before
+resuming) moves it back; :func:`load_checkpoint` reads it in place.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,30 @@ from afford.data.io import default_mode, fsync_path, read_json, write_json
 from afford.errors import AffordError
 
 FORMAT_VERSION = 1
+
+_WRITES = [0]  # checkpoint writes of this process (the AFFORD_TEST_CRASH=write:N hook)
+
+
+def _crash_mid_write() -> None:
+    _WRITES[0] += 1
+    if os.environ.get("AFFORD_TEST_CRASH", "") == f"write:{_WRITES[0]}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recover_checkpoint(directory: str | os.PathLike) -> Path:
+    """Finish an interrupted :func:`save_checkpoint`: bring ``.<name>.old`` back when
+    ``<name>`` is missing, drop stale temporaries and an old copy beside a complete one."""
+    directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if old.is_dir():
+        if directory.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, directory)
+    if directory.parent.is_dir():
+        for tmp in directory.parent.glob(f".{directory.name}.tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -80,6 +108,7 @@ def save_checkpoint(
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
+        _crash_mid_write()  # test hook: the worst moment (only .<name>.old on disk)
         os.replace(tmp, directory)
         fsync_path(directory.parent, directory=True)
         if old is not None:
@@ -98,6 +127,9 @@ def load_checkpoint(
     Raises AffordError naming the folder when it is not a checkpoint.
     """
     directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    if not directory.is_dir() and old.is_dir():  # a write was interrupted between renames
+        directory = old
     weights = directory / "model.safetensors"
     if not directory.is_dir() or not weights.is_file() or not (directory / "config.json").is_file():
         raise AffordError(

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from afford.data.cache import MapCache, content_key, file_key
 from afford.data.io import read_image
 from afford.data.transforms import CropFlip
+from afford.engine.fabric import Progress
 from afford.errors import AffordError
 from afford.grounding.prompts import action_prompt, entity_prompt
 
@@ -96,11 +96,16 @@ def fill_cache(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    rank: int = 0,
+    world: int = 1,
 ) -> int:
     """Compute every missing map of ``needs`` ({image path: map names}) into ``cache``.
 
-    Images whose maps are all cached are skipped (identical files are computed once).
-    Returns the number of images computed.
+    Images whose maps are all cached are skipped (identical files are computed once), so an
+    interrupted fill resumes where it stopped.  With ``world`` processes, process ``rank``
+    computes every ``world``-th missing image (its shard; the cache's one file per image is
+    the merged index once every rank is done: the caller waits at a barrier).
+    Returns the number of images computed (by this process).
     """
     todo: dict[str, tuple[Path, set[str]]] = {}
     for path, names in needs.items():
@@ -120,8 +125,8 @@ def fill_cache(
     all_names = sorted(set().union(*(m for _, m in todo.values())))
     text = text_embeddings(clip, [prompt_for(n) for n in all_names], cache)
     col = {n: i for i, n in enumerate(all_names)}
-    items = list(todo.items())
-    bar = tqdm(total=len(items), desc="CLIP affinity maps", disable=not progress, leave=False)
+    items = sorted(todo.items())[rank::world]
+    bar = Progress(len(items), "CLIP affinity maps (images)", enabled=progress)
     device = clip.device
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]

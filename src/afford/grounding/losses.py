@@ -108,6 +108,7 @@ def pixel_loss(
     mode: str = "paper",
     anchors: Tensor | None = None,
     base_tau: float = 0.07,
+    mean=None,
 ) -> Tensor:
     """Selective pixel contrastive loss.
 
@@ -125,6 +126,9 @@ def pixel_loss(
             positive, times ``-tau / base_tau``; averaged over images with such an anchor.
         anchors: (B,H,W) bool anchor pixels (official mode only).
         base_tau: official base temperature (0.07).
+        mean: ``per-image losses (n,) -> scalar`` (default ``Tensor.mean``; the engine's
+            ``dist.global_mean`` averages over the images of the global batch). Given, it is
+            always called (also with no contributing image: it may be a collective).
 
     Returns:
         Scalar loss; 0 (with a graph) when no image contributes.
@@ -143,10 +147,10 @@ def pixel_loss(
         pair = pos.unsqueeze(2) & pos.unsqueeze(1)
         n = pos.sum(dim=1).to(feats.dtype)
         ok = n > 0
-        if not bool(ok.any()):
+        if mean is None and not bool(ok.any()):
             return _zero(feats)
         per_img = -(logp * pair).sum(dim=(1, 2)) / (n * n).clamp(min=1)
-        return per_img[ok].mean()
+        return per_img[ok].mean() if mean is None else mean(per_img[ok]) + _zero(feats)
     anc = pos if anchors is None else anchors.flatten(1).bool()
     if anc.shape != pos.shape:
         raise AffordError(f"pixel_loss: anchors must be (B,H,W), got {tuple(anchors.shape)}")
@@ -156,10 +160,12 @@ def pixel_loss(
     same = (pos.unsqueeze(2) == pos.unsqueeze(1)) & ~eye  # (B,N,N)
     cnt = same.sum(dim=2)  # (B,N)
     valid = anc & (cnt > 0)
-    if not bool(valid.any()):
+    if mean is None and not bool(valid.any()):
         return _zero(feats)
     mlp = (logp * same).sum(dim=2) / cnt.clamp(min=1)  # (B,N)
     n_anc = valid.sum(dim=1)
     img_ok = n_anc > 0
     per_img = -(mlp * valid).sum(dim=1) / n_anc.clamp(min=1)
-    return per_img[img_ok].mean() * (tau / base_tau)
+    if mean is None:
+        return per_img[img_ok].mean() * (tau / base_tau)
+    return mean(per_img[img_ok]) * (tau / base_tau) + _zero(feats)

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from afford.engine import dist
 from afford.errors import AffordError
 from afford.grounding.calibration import calibrate
 from afford.grounding.config import GroundingConfig
@@ -249,8 +250,9 @@ class GroundingModel(nn.Module):
         ego_maps, ego_logits = self.classify(ego_proj)
         exo_maps, exo_logits = self.classify(exo_proj)
         exo_label = label.repeat_interleave(e)
-        ce_ego = F.cross_entropy(ego_logits, label)
-        ce_exo = F.cross_entropy(exo_logits, exo_label)  # = mean over e of the per-image CE
+        # per-sample means over the global batch (the same as F.cross_entropy with one process)
+        ce_ego = dist.global_mean(F.cross_entropy(ego_logits, label, reduction="none"))
+        ce_exo = dist.global_mean(F.cross_entropy(exo_logits, exo_label, reduction="none"))
         ego_cam = self.select_cam(ego_maps, label)  # (B,h,w)
         exo_cam = self.select_cam(exo_maps, exo_label).view(b, e, h, w)
         out: dict[str, Any] = {"ce_ego": ce_ego, "ce_exo": ce_exo}
@@ -307,18 +309,22 @@ class GroundingModel(nn.Module):
                     exo_mask = a_exo
                 else:
                     exo_mask = F.relu(a_exo) * F.relu(exo_cam.detach())
+                # on the global batch: k-means++ draws from one generator for the whole batch
+                g = dist.gather_cat
                 disc = discover_exo_parts(
-                    exo_mask,
-                    batch["exo_keys"],
-                    batch["ego_keys"],
-                    self._saliency(batch, s_ego),
+                    g(exo_mask),
+                    g(batch["exo_keys"]),
+                    g(batch["ego_keys"]),
+                    g(self._saliency(batch, s_ego)),
                     gamma1=cfg.gamma1,
                     alpha=cfg.alpha,
                     k=cfg.k,
                     iters=cfg.kmeans_iters,
                     seed=cfg.kmeans_seed,
-                    ego_weight=s_ego if cfg.official else None,
+                    ego_weight=g(s_ego) if cfg.official else None,
                 )
+                if dist.is_distributed():
+                    disc = disc.rows(dist.local_slice(disc.reliable, b))
             rel = disc.reliable
             m_ego = torch.where(rel.view(b, 1, 1), disc.ego_part.to(s_ego.dtype), s_ego)
             m_exo = torch.where(rel.view(b, 1, 1, 1), disc.exo_part.to(a_exo.dtype), a_exo)
@@ -341,6 +347,11 @@ class GroundingModel(nn.Module):
         ego_neg = phi_neg(ft_ego, m_ego, c_ego, cfg.beta)
         exo_pos = phi_pos(ft_exo, m_exo_f)
         exo_neg = phi_neg(ft_exo, m_exo_f, c_exo.reshape(b * e, h, w), cfg.beta)
+        # Prototypes of every sample meet every anchor (Eq. 3-5): the loss runs on the global
+        # batch (rank chunks concatenated in order; the gradient flows back to each chunk).
+        g = dist.gather_cat
+        anchors, ego_pos, ego_neg, label, rel = g(anchors), g(ego_pos), g(ego_neg), g(label), g(rel)
+        exo_pos, exo_neg = g(exo_pos), g(exo_neg)
         if not cfg.object_fallback:
             if not bool(rel.any()):
                 return ft_ego.sum() * 0.0 + ft_exo.sum() * 0.0
@@ -380,6 +391,7 @@ class GroundingModel(nn.Module):
             mode=cfg.mode,
             anchors=positive if cfg.official else None,
             base_tau=cfg.base_tau,
+            mean=dist.global_mean,  # over the images of the global batch
         )
 
     def _locate(

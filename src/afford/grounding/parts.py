@@ -13,6 +13,7 @@ validity mask (no per-sample or per-pixel Python loops).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -240,6 +241,10 @@ class PartDiscovery:
     exo_part: Tensor
     best_piou: Tensor
     num_desc: Tensor
+
+    def rows(self, sl: slice) -> PartDiscovery:
+        """The samples ``sl`` of the batch (e.g. this rank's chunk of a global batch)."""
+        return PartDiscovery(*(getattr(self, f.name)[sl] for f in dataclasses.fields(self)))
 
 
 def part_maps(desc: Tensor, centroid: Tensor, cos_desc: Tensor | None = None) -> Tensor:

@@ -25,7 +25,16 @@ with CLIP on every augmented image instead (the no-cache baseline of
 Model selection: on the validation split carved from the training set (KLD when its
 egocentric images have GT maps, else their classification loss), never on test unless
 ``train.select_on_test: true`` (``--select-on-test``), which exists only to compare with the
-released code's numbers.  Training resumes from ``<out>/last``.
+released code's numbers.  Without validation images ``best`` is the last epoch, and with
+fewer than :data:`afford.engine.selection.MIN_VAL_IMAGES` the choice is noisy: both are
+warned about and recorded (``result["selection"]``, ``history.json``).  Training resumes
+from ``<out>/last``.
+
+Engine (``train.devices``, ``precision``, ``workers``..., :mod:`afford.engine.fabric`): the
+training samples are a map-style dataset (``TrainSet[(epoch, index)]``) on a DataLoader,
+every global batch split in contiguous per-rank chunks; the losses that compare samples
+(prototypes, k-means part discovery, BatchNorm statistics) run on the global batch
+(:mod:`afford.engine.dist`), so N processes train like one with the same global batch.
 """
 
 from __future__ import annotations
@@ -40,8 +49,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from afford.config import ConfigError, replace, to_dict
-from afford.data.agd20k import EvalSet, TrainSet, ego_map_names, exo_map_names, scan_dataset
-from afford.engine import fit, resolve_device, seed_everything
+from afford.data.agd20k import (
+    EvalSet,
+    TrainSet,
+    collate,
+    ego_map_names,
+    exo_map_names,
+    scan_dataset,
+)
+from afford.engine import fit, seed_everything
+from afford.engine.data import epoch_loader, permuted_batches
+from afford.engine.fabric import build_engine
+from afford.engine.selection import selection_record
 from afford.errors import AffordError
 from afford.grounding.affinity import affinity, fill_cache, text_embeddings
 from afford.grounding.build import (
@@ -55,7 +74,7 @@ from afford.grounding.config import GroundingExperiment, GroundingTrain
 from afford.grounding.model import GroundingModel
 from afford.grounding.prompts import action_prompt, entity_prompt
 from afford.metrics.saliency import evaluate_map
-from afford.viz import plot_loss_curves
+from afford.viz import overlay_heatmap, plot_loss_curves
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +124,8 @@ def frozen_batch(
     image id (``images_fn(ids) -> images``) and reused.
     """
     device = dino.device
-    label = batch["label"].to(device)
+    nb = device.type == "cuda"  # pinned host memory -> asynchronous copies
+    label = batch["label"].to(device, non_blocking=nb)
     b, e = batch["exo_ids"].shape
     if memo is not None:
         ids = torch.cat([batch["ego_id"], batch["exo_ids"].flatten()])
@@ -118,8 +138,8 @@ def frozen_batch(
         keys = torch.stack([memo[int(i)][0] for i in ids])
         attn = torch.stack([memo[int(i)][1] for i in ids])
     else:
-        ego = batch["ego_image"].to(device)
-        exo = batch["exo_images"].to(device)
+        ego = batch["ego_image"].to(device, non_blocking=nb)
+        exo = batch["exo_images"].to(device, non_blocking=nb)
         with torch.no_grad():
             out = dino(torch.cat([ego, exo.flatten(0, 1)]))
         keys, attn = out["keys"], out["cls_attn"]
@@ -148,7 +168,7 @@ def frozen_batch(
         res["exo_entity"] = e_exo[rows_x, col_x].view(b, e, *keys.shape[-2:])
     else:
         for k in ("ego_action", "exo_action", "exo_entity"):
-            res[k] = batch[k].to(device)
+            res[k] = batch[k].to(device, non_blocking=nb)
     return res
 
 
@@ -216,7 +236,8 @@ def train(exp: GroundingExperiment) -> dict:
         torch.set_num_threads(t.threads)
     if dcfg.root is None:
         raise ConfigError("data.root", "not set (the dataset folder)")
-    device = resolve_device(t.device)
+    engine = build_engine(t, out=t.out)  # first: extra processes re-run the command
+    device = engine.device
     seed_everything(t.seed)
 
     data = scan_dataset(dcfg.root, dcfg.dataset, train=True, test=t.select_on_test,
@@ -231,12 +252,15 @@ def train(exp: GroundingExperiment) -> dict:
             needs.setdefault(r.path, set()).update(exo_map_names(r.affordance))
         for r in [*data.train_ego, *eval_records]:
             needs.setdefault(r.path, set()).update(ego_map_names(r.affordance))
-        fill_cache(needs, clip, cache, batch_size=dcfg.affinity_batch, progress=t.progress)
+        fill_cache(needs, clip, cache, batch_size=dcfg.affinity_batch,
+                   progress=t.progress and engine.is_main, rank=engine.rank,
+                   world=engine.world)  # fmt: skip
+        engine.barrier()  # every rank's shard of the cache is on disk
     online = dcfg.affinity == "online"
     trainset = TrainSet(
         data.train_exo, data.train_ego, data.classes, cache, num_exo=dcfg.num_exo,
         resize=dcfg.resize, crop=dcfg.crop, preload=dcfg.preload, with_maps=not online,
-        augment=dcfg.augment,
+        augment=dcfg.augment, seed=t.seed,
     )  # fmt: skip
     gcfg = model_config(exp, data.classes, dino.feat_dim)
     run_config = with_backbone_records(to_dict(replace(exp, model=gcfg)), dino=dino, clip=clip)
@@ -245,6 +269,7 @@ def train(exp: GroundingExperiment) -> dict:
     scheduler = None
     if t.scheduler == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.gamma)
+    model_w, optimizer_w = engine.setup(model, optimizer, forward_methods=("losses",))
 
     evalset = None
     select = "val_ce"
@@ -255,6 +280,14 @@ def train(exp: GroundingExperiment) -> dict:
     if t.select_on_test:
         log.warning("selecting the checkpoint on the TEST split (select_on_test); numbers are "
                     "not a fair held-out estimate")  # fmt: skip
+    selection = selection_record(
+        metric=select if evalset is not None else None,
+        split=("test" if t.select_on_test else "val") if evalset is not None else None,
+        n=len(eval_records) if evalset is not None else 0,
+        unit="images",
+        why_none="the online affinity mode has no cached validation maps" if online
+        and eval_records else "no validation images (data.val_fraction too small or 0)",
+    )  # fmt: skip
 
     def validate(epoch: int) -> dict[str, float]:
         if evalset is None:
@@ -267,10 +300,27 @@ def train(exp: GroundingExperiment) -> dict:
             }
         return {"val_ce": val_ce(model, dino, evalset, t.eval_batch_size)}
 
+    def images(epoch: int) -> dict[str, np.ndarray]:
+        """A few validation heatmaps (image | overlay) for the logger."""
+        batch = next(evalset.batches(min(4, len(evalset))))
+        heat = predict(model, dino, batch["image"], batch["label"], batch["ego_action"])
+        out = {}
+        for i in range(heat.shape[0]):
+            img = (batch["image"][i].permute(1, 2, 0).numpy() * 255).clip(0, 255)
+            img = img.astype(np.uint8)
+            out[f"val_heatmap/{i}"] = np.concatenate(
+                [img, overlay_heatmap(img, heat[i].float().cpu().numpy())], axis=1
+            )
+        return out
+
     bs, mb = t.batch_size, t.max_batches_per_epoch
 
-    def batches(epoch: int):
-        return trainset.batches(epoch, bs, seed=t.seed, max_batches=mb)
+    def batches(epoch: int, start: int = 0):
+        return epoch_loader(
+            trainset, permuted_batches(len(trainset), bs, t.seed, epoch, mb), collate=collate,
+            seed=t.seed, epoch=epoch, start=start, rank=engine.rank, world=engine.world,
+            workers=engine.workers, pin_memory=engine.pin_memory,
+        )  # fmt: skip
 
     memo: dict | None = None if dcfg.augment else {}
 
@@ -278,18 +328,23 @@ def train(exp: GroundingExperiment) -> dict:
         mbatch = frozen_batch(
             batch, dino, clip if online else None, data.classes, memo, trainset.images
         )
-        return flatten_losses(model.losses(mbatch, epoch))
+        return flatten_losses(model_w.losses(mbatch, epoch))
 
     state = fit(
-        model, optimizer, batches, step, epochs=t.epochs, out_dir=t.out, config=run_config,
-        validate=validate if evalset is not None else None, select=select if evalset is not None else None,
+        model_w, optimizer_w, batches, step, epochs=t.epochs, out_dir=t.out, config=run_config,
+        validate=validate if evalset is not None else None,
+        select=select if evalset is not None else None,
         select_mode="min", scheduler=scheduler, resume=t.resume, grad_clip=t.grad_clip,
         steps_per_epoch=trainset.num_batches(bs, mb), progress=t.progress, desc="grounding",
+        engine=engine, samples_per_step=bs, images=images if evalset is not None else None,
+        selection=selection,
     )  # fmt: skip
-    try:
-        plot_loss_curves(state.history, Path(t.out) / "loss_curves.png",
-                         keys=[k for k in state.history[-1] if not k.startswith("stat_")])  # fmt: skip
-    except AffordError as exc:  # a figure must not fail a finished training
-        log.warning("loss curve figure not written: %s", exc)
+    if engine.is_main:
+        try:
+            plot_loss_curves(state.history, Path(t.out) / "loss_curves.png",
+                             keys=[k for k in state.history[-1] if not k.startswith("stat_")])  # fmt: skip
+        except AffordError as exc:  # a figure must not fail a finished training
+            log.warning("loss curve figure not written: %s", exc)
     return {"out": str(t.out), "best_epoch": state.best_epoch, "best": state.best, "select": select,
-            "history": state.epochs}  # fmt: skip
+            "history": state.epochs, "selection": selection, "rank": engine.rank,
+            "timing": state.timing}  # fmt: skip

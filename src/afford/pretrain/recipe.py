@@ -25,15 +25,17 @@ from torch import nn
 from afford.backbones.common import IMAGENET_MEAN, IMAGENET_STD
 from afford.config import ConfigError, to_dict
 from afford.data.io import read_json
-from afford.engine import TrainState, fit, resolve_device
-from afford.errors import AffordError
+from afford.engine import TrainState, fit
+from afford.engine.fabric import build_engine
+from afford.errors import AffordError, UsageError
 from afford.pretrain.augment import colour_augment, crop_views, sample_crops
 from afford.pretrain.config import PretrainConfig
 from afford.pretrain.losses import ssl_losses
 from afford.pretrain.model import StudentTeacher, build_student
 
 #: train keys a resumed run may change (the rest must match the checkpoint's config)
-RESUME_FREE = ("out", "resume", "progress", "threads", "device", "minutes")
+RESUME_FREE = ("out", "resume", "progress", "threads", "device", "minutes", "accelerator",
+               "workers", "logger", "log_every", "checkpoint_every", "max_steps", "precision")  # fmt: skip
 
 
 def check_rgb_array(images: object) -> np.ndarray:
@@ -237,7 +239,14 @@ def pretrain(
     check_resumable(cfg)
     if t.threads:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
+    if t.devices * t.num_nodes > 1:
+        raise UsageError(
+            "pretrain-backbone runs in one process: its sampler is one random stream (views, "
+            "crops and dense-pair subsets) and its image-level loss compares every scene of "
+            "the batch; use --devices 1 (precision, logger and max-steps work)"
+        )
+    engine = build_engine(t, out=t.out)
+    device = engine.device
     sampler = ViewSampler(images, cfg, flow, valid)
     pair = StudentTeacher(build_student(m.family, m.proj_dim, t.seed)).to(device)
     decay, no_decay = [], []
@@ -279,6 +288,8 @@ def pretrain(
         grad_clip=t.grad_clip,
         progress=t.progress,
         desc=f"pretrain {m.family}",
+        engine=engine,
+        samples_per_step=sampler.batch,
     )
     vit = pair.student.vit.cpu().requires_grad_(False)
     return PretrainResult(
