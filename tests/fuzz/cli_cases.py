@@ -1357,11 +1357,39 @@ def _prepare_cases() -> list[Case]:
         return args
 
     out = [
-        # --assets
-        _c(pc, "assets-missing", base + " --assets {w}/prep/nope --out {w}/out/p1", 1, "nope"),
-        _c(pc, "assets-empty", base + " --assets {w}/empty --out {w}/out/p2", 1, "empty"),
-        _c(pc, "assets-a-file", base + " --assets {w}/afile --out {w}/out/p3", 1, "afile"),
-        _c(pc, "assets-no-meshes", base + " --assets {w}/noimg --out {w}/out/p4", 1, "noimg"),
+        # --assets (guarding a file that does not exist: a bad --assets creates no --out)
+        _c(
+            pc,
+            "assets-missing",
+            base + " --assets {w}/prep/nope --out {w}/out/p1",
+            1,
+            "nope",
+            guard=("out/p1/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-empty",
+            base + " --assets {w}/empty --out {w}/out/p2",
+            1,
+            "empty",
+            guard=("out/p2/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-a-file",
+            base + " --assets {w}/afile --out {w}/out/p3",
+            1,
+            "afile",
+            guard=("out/p3/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-no-meshes",
+            base + " --assets {w}/noimg --out {w}/out/p4",
+            1,
+            "noimg",
+            guard=("out/p4/prepare.json",),
+        ),
         _c(
             pc,
             "assets-only-corrupt",

@@ -628,11 +628,11 @@ def prepare_correspondence(
         from afford.prepare.labelers import parse_spec
 
         parse_spec(labeler)
-    root = Path(out)
-    _open_out(root, _state(cfg, tax), overwrite)
-    sources, failures = discover_assets(assets, manifest)
+    sources, failures = discover_assets(assets, manifest)  # before --out is created
     if not sources and not failures:
         raise DataError(f"--assets {assets}: no mesh files ({', '.join(MESH_SUFFIXES)})")
+    root = Path(out)
+    _open_out(root, _state(cfg, tax), overwrite)
     n_found = len(sources) + len(failures)
     official = _splits(tax)
     jobs, done_ids = [], []
