@@ -1618,6 +1618,15 @@ def _prepare_cases() -> list[Case]:
         ),  # fmt: skip
         _c(
             pc,
+            "out-other-labeler",
+            tx.replace("--labeler simulated", "--labeler none")
+            + " --taxonomy {w}/prep/tax.json --out {w}/prep/done",
+            2,
+            "--overwrite",
+            guard=done,
+        ),  # fmt: skip
+        _c(
+            pc,
             "resume-finished",
             base + " --assets {w}/prep/good --out {w}/prep/done",
             0,

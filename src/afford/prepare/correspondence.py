@@ -635,14 +635,24 @@ def prepare_correspondence(
     _open_out(root, _state(cfg, tax), overwrite)
     n_found = len(sources) + len(failures)
     official = _splits(tax)
-    jobs, done_ids = [], []
+    jobs, done_ids, relabel = [], [], {}
     for s in sources:
         rec = root / "assets" / s.id / "record.json"
-        if rec.is_file() and _labelled_by(rec) == labeler:
+        by = _labelled_by(rec) if rec.is_file() else None
+        if by == labeler:
             done_ids.append(s.id)
             continue
+        if by not in (None, "none"):
+            relabel[s.id] = by
         off = official.get(s.id)
         jobs.append((s, SPLIT_MAP.get(off or "train", "train"), off, tax, cfg, str(root)))
+    if relabel and not overwrite:  # labels made earlier are never replaced silently
+        raise UsageError(
+            f"--out {root}: {len(relabel)} prepared assets are labelled by "
+            f"{', '.join(sorted(set(relabel.values())))}; --labeler {labeler} would replace "
+            "their labels: pass --overwrite to relabel them (the renders are kept) or choose "
+            "another folder"
+        )
     results = _map(jobs, workers, (labeler, tax, device, cfg.samples, labelers), progress)
     for res in results:
         if "failure" in res:
