@@ -227,7 +227,164 @@ def build_world(w: Path) -> Path:
     (dd / "report.md").write_text("# earlier report\n")
     (w / "weights.safetensors").write_bytes(b"earlier weights")
     (w / "model.onnx").write_bytes(b"earlier onnx")
+    (w / "dir.onnx").mkdir(exist_ok=True)
+    _build_prepare_world(w)
+    _build_handal_world(w)
     return w
+
+
+#: ``afford prepare correspondence`` options of the fuzz world (tiny renders: ~0.5 s an asset).
+PREP_OPTS = "--views 2 --image-size 24 --cloud-points 200 --no-progress"
+TAXONOMY = {"format": "afford-taxonomy", "format_version": 1, "name": "fuzz",
+            "functions": ["grasp"], "parts": {"mug": {"body": [], "handle": ["grasp"]}}}  # fmt: skip
+
+
+def _box_obj(lo, hi, first: int) -> list[str]:
+    """OBJ lines of an axis-aligned box (vertex numbers from ``first``)."""
+    (x0, y0, z0), (x1, y1, z1) = lo, hi
+    v = [(x0, y0, z0), (x1, y0, z0), (x1, y1, z0), (x0, y1, z0),
+         (x0, y0, z1), (x1, y0, z1), (x1, y1, z1), (x0, y1, z1)]  # fmt: skip
+    f = [(1, 3, 2), (1, 4, 3), (5, 6, 7), (5, 7, 8), (1, 2, 6), (1, 6, 5),
+         (2, 3, 7), (2, 7, 6), (3, 4, 8), (3, 8, 7), (4, 1, 5), (4, 5, 8)]  # fmt: skip
+    return [f"v {a} {b} {c}" for a, b, c in v] + [
+        f"f {a + first} {b + first} {c + first}" for a, b, c in f
+    ]
+
+
+def mug_obj(shift: float = 0.0) -> str:
+    """A tiny two-part mesh (objects ``body`` and ``handle``, 24 triangles) as OBJ text."""
+    body = _box_obj((-0.4, -0.4 + shift, -0.4), (0.2, 0.4, 0.4), 0)
+    handle = _box_obj((0.2, -0.1, -0.2), (0.45, 0.1, 0.2 + shift), 8)
+    return "\n".join(["o body", *body, "o handle", *handle]) + "\n"
+
+
+def _build_prepare_world(w: Path) -> None:
+    """Inputs of ``afford prepare correspondence`` / ``eval-pairs`` (``{w}/prep``)."""
+    from afford.cli import main
+
+    p = w / "prep"
+    shutil.rmtree(p, ignore_errors=True)
+    p.mkdir()
+    pk = payload_bytes(w / PWNED)
+    (p / "tax.json").write_text(json.dumps(TAXONOMY))
+    (p / "tax_bad.json").write_text('{"format": "afford-taxonomy", "functions": ')
+    (p / "tax_unknown.json").write_text(json.dumps({**TAXONOMY, "colours": {"mug": "red"}}))
+    (p / "tax_list.json").write_text("[1, 2, 3]\n")
+    (p / "tax_pickle.json").write_bytes(pk)
+    (p / "tax_bad.yaml").write_text("functions: [grasp\n")
+    (p / "tax.txt").write_text(json.dumps(TAXONOMY))
+    (p / "tax_nomug.json").write_text(json.dumps({**TAXONOMY, "parts": {"cup": {"rim": []}}}))
+    (p / "good").mkdir()
+    (p / "good" / "m1---mug.obj").write_text(mug_obj())
+    (p / "two").mkdir()
+    (p / "two" / "m1---mug.obj").write_text(mug_obj())
+    (p / "two" / "m7---mug.obj").write_text(mug_obj(0.1))
+    mixed = p / "mixed"
+    mixed.mkdir()
+    (mixed / "m1---mug.obj").write_text(mug_obj())
+    (mixed / "m2---mug.glb").write_bytes(b"glTF\x02\x00\x00\x00garbage that is no mesh")
+    (mixed / "m3---mug.obj").write_bytes(b"")
+    (mixed / "m4---mug.ply").write_bytes(pk)
+    (mixed / "m5---mug.fbx").write_bytes(b"Kaydara FBX Binary  \x00")
+    (mixed / "nocat.obj").write_text(mug_obj())
+    (mixed / "copy").mkdir()
+    (mixed / "copy" / "m1---mug.obj").write_text(mug_obj(0.1))  # the id of another asset
+    for name, files in (("onlybad", {"m2---mug.glb": b"glTF garbage"}),
+                        ("zeroonly", {"z---mug.obj": b""}),
+                        ("pickleonly", {"p---mug.glb": pk}),
+                        ("fbxonly", {"x---mug.fbx": b"Kaydara FBX Binary  \x00"})):  # fmt: skip
+        (p / name).mkdir()
+        for f, data in files.items():
+            (p / name / f).write_bytes(data)
+    (p / "manifest_pickle.json").write_bytes(pk)
+    (p / "manifest_bad.csv").write_text("path,kind\nm1---mug.obj,mug\n")
+    (p / "boxes_bad.json").write_text('{"format": "afford-boxes", "assets": {')
+    (p / "boxes_pickle.json").write_bytes(pk)
+    (p / "boxes_unknown.json").write_text(
+        json.dumps({"format": "afford-boxes", "format_version": 1, "assets": {}, "boxen": 1})
+    )
+    (p / "boxes_list.json").write_text("[[0, 0, 4, 4]]\n")
+    (p / "owlv2_empty").mkdir()
+    # a finished preparation (guarded) and one with different options
+    tax = str(p / "tax.json")
+    for name in ("done", "done2"):
+        argv = ["prepare", "correspondence", "--assets", str(p / "good"), "--taxonomy", tax,
+                "--labeler", "simulated", "--out", str(p / name), *PREP_OPTS.split()]  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(argv) == 0, argv
+    # a run killed in the middle of an asset: its temporary folder is left behind
+    (p / "done2" / "assets" / ".tmp-m7" / "rgb").mkdir(parents=True)
+    (p / "done2" / "assets" / ".tmp-m7" / "rgb" / "00.png").write_bytes(b"half")
+
+    # afford prepare eval-pairs
+    eye = np.eye(4).tolist()
+    box = {"center": [0, 0, 0], "size": [0.2, 0.2, 0.2]}
+    good_pair = {"function": "grasp", "source": "ghost", "target": "cup_004", "T": eye,
+                 "source_box": box, "target_box": box}  # fmt: skip
+    al = {"format": "afford-alignments", "format_version": 1, "pairs": [good_pair]}
+    (p / "align_ghost.json").write_text(json.dumps(al))
+    (p / "align_bad.json").write_text('{"format": "afford-alignments", "pairs": [')
+    (p / "align_pickle.json").write_bytes(pk)
+    (p / "align_unknown.json").write_text(json.dumps({**al, "pears": []}))
+    (p / "align_empty.json").write_text(json.dumps({**al, "pairs": []}))
+    (p / "align_T.json").write_text(
+        json.dumps({**al, "pairs": [{**good_pair, "T": [[1, 0], [0, 1]]}]})
+    )
+    (p / "align_nan.json").write_text(
+        json.dumps({**al, "pairs": [{**good_pair, "T": [[float("nan")] * 4] * 4}]})
+    )
+    (p / "align_string.json").write_text('"pairs"\n')
+
+
+def _build_handal_world(w: Path) -> None:
+    """HANDAL (BOP layout) folders with one thing wrong each (``{w}/handal``)."""
+    h = w / "handal"
+    shutil.rmtree(h, ignore_errors=True)
+    pk = payload_bytes(w / PWNED)
+    ply = _ply_box()
+    gt = {"0": [{"cam_R_m2c": np.eye(3).ravel().tolist(), "cam_t_m2c": [0, 0, 400], "obj_id": 1}]}
+    cam = {"0": {"cam_K": [200, 0, 16, 0, 200, 12, 0, 0, 1], "depth_scale": 1.0}}
+
+    def tree(name: str, *, model: bytes | None = ply, gt_text: str | bytes | None = None,
+             split: bool = True) -> Path:  # fmt: skip
+        root = h / name
+        if model is not None:
+            (root / "models").mkdir(parents=True)
+            (root / "models" / "obj_000001.ply").write_bytes(model)
+        if split:
+            scene = root / "test" / "000001"
+            _png(scene / "rgb" / "000000.png", np.full((24, 32, 3), 128, np.uint8))
+            _png(scene / "mask_visib" / "000000_000000.png", np.full((24, 32), 255, np.uint8))
+            (scene / "scene_camera.json").write_text(json.dumps(cam))
+            if gt_text is not None:
+                g = scene / "scene_gt.json"
+                g.write_bytes(gt_text) if isinstance(gt_text, bytes) else g.write_text(gt_text)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    tree("nogt")
+    tree("badgt", gt_text='{"0": [{"cam_R_m2c": ')
+    tree("picklegt", gt_text=pk)
+    tree("listgt", gt_text="[1, 2, 3]")
+    tree("noobjid", gt_text=json.dumps({"0": [{"cam_R_m2c": [1, 0, 0]}]}))
+    tree("nomodels", model=None, gt_text=json.dumps(gt))
+    tree("nosplit", split=False)
+    tree("badply", model=b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n",
+         gt_text=json.dumps(gt))  # fmt: skip
+    tree("pickleply", model=pk, gt_text=json.dumps(gt))
+    tree("ok", gt_text=json.dumps(gt))
+
+
+def _ply_box() -> bytes:
+    """An ASCII PLY of a 40 mm cube (the HANDAL model of the fuzz world)."""
+    v = [(x, y, z) for z in (-20, 20) for y in (-20, 20) for x in (-20, 20)]
+    f = [(0, 2, 1), (1, 2, 3), (4, 5, 6), (5, 7, 6), (0, 1, 4), (1, 5, 4),
+         (2, 6, 3), (3, 6, 7), (0, 4, 2), (2, 4, 6), (1, 3, 5), (3, 7, 5)]  # fmt: skip
+    head = ["ply", "format ascii 1.0", f"element vertex {len(v)}", "property float x",
+            "property float y", "property float z", f"element face {len(f)}",
+            "property list uchar int vertex_indices", "end_header"]  # fmt: skip
+    body = [f"{a} {b} {c}" for a, b, c in v] + [f"3 {a} {b} {c}" for a, b, c in f]
+    return ("\n".join(head + body) + "\n").encode()
 
 
 # ---------------------------------------------------------------------------- the cases
@@ -1154,11 +1311,573 @@ def _misc_cases() -> list[Case]:
     ]
 
 
+def _prepared_ok(out: str, ids: list[str], failed: dict[str, str] | None = None,
+                 tmp_gone: bool = False) -> Callable[[Path], str | None]:  # fmt: skip
+    """The check of a preparation: ``dataset.json`` lists exactly ``ids``; ``failures.jsonl``
+    lists exactly the ``failed`` assets, each reason naming the word given."""
+
+    def check(w: Path) -> str | None:
+        o = w / "prep" / out
+        if not (o / "dataset.json").is_file():
+            return f"{o}/dataset.json missing"
+        got = sorted(json.loads((o / "dataset.json").read_text())["assets"])
+        if got != sorted(ids):
+            return f"dataset.json lists {got}, expected {sorted(ids)}"
+        lines = (o / "failures.jsonl").read_text().splitlines()
+        fails = {json.loads(ln)["asset"]: json.loads(ln)["reason"] for ln in lines}
+        want = failed or {}
+        if sorted(fails) != sorted(want):
+            return f"failures.jsonl lists {sorted(fails)}, expected {sorted(want)}"
+        for a, word in want.items():
+            if word.lower() not in fails[a].lower():
+                return f"failure of {a} does not say {word!r}: {fails[a]}"
+        if tmp_gone and any(o.glob("assets/.tmp-*")):
+            return "a temporary folder of an interrupted run is left behind"
+        return None
+
+    return check
+
+
+def _prepare_cases() -> list[Case]:
+    """``afford prepare correspondence`` / ``eval-pairs`` / ``handal`` on bad inputs."""
+    pc, pe, ph = "prepare-corr", "prepare-eval-pairs", "prepare-handal"
+    base = "prepare correspondence --taxonomy {w}/prep/tax.json --labeler simulated " + PREP_OPTS
+    run = base + " --assets {w}/prep/good --out {w}/out/{out}"
+    tx = "prepare correspondence --assets {w}/prep/good --labeler simulated " + PREP_OPTS
+    done = ("done/prepare.json", "done/dataset.json", "done/failures.jsonl",
+            "done/assets/m1/record.json", "done/assets/m1/views.npz",
+            "done/assets/m1/geometry.npz", "done/assets/m1/rgb/00.png")  # fmt: skip
+
+    def r(out: str, extra: str) -> str:
+        return run.replace("{out}", out) + " " + extra
+
+    def lab(spec: str, out: str) -> list[str]:
+        args = run.replace("{out}", out).replace("--labeler simulated", "--labeler X").split()
+        args[args.index("X")] = spec
+        return args
+
+    out = [
+        # --assets (guarding a file that does not exist: a bad --assets creates no --out)
+        _c(
+            pc,
+            "assets-missing",
+            base + " --assets {w}/prep/nope --out {w}/out/p1",
+            1,
+            "nope",
+            guard=("out/p1/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-empty",
+            base + " --assets {w}/empty --out {w}/out/p2",
+            1,
+            "empty",
+            guard=("out/p2/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-a-file",
+            base + " --assets {w}/afile --out {w}/out/p3",
+            1,
+            "afile",
+            guard=("out/p3/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-no-meshes",
+            base + " --assets {w}/noimg --out {w}/out/p4",
+            1,
+            "noimg",
+            guard=("out/p4/prepare.json",),
+        ),
+        _c(
+            pc,
+            "assets-only-corrupt",
+            base + " --assets {w}/prep/onlybad --out {w}/out/p5",
+            1,
+            "onlybad",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "assets-only-zero-byte",
+            base + " --assets {w}/prep/zeroonly --out {w}/out/p6",
+            1,
+            "zeroonly",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "assets-only-pickle",
+            base + " --assets {w}/prep/pickleonly --out {w}/out/p7",
+            1,
+            "pickleonly",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "assets-only-fbx",
+            base + " --assets {w}/prep/fbxonly --out {w}/out/p8",
+            1,
+            "fbxonly",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "bad-among-good",
+            base + " --assets {w}/prep/mixed --out {w}/prep/mixed_out",
+            0,
+            check=_prepared_ok(
+                "mixed_out",
+                ["m1"],
+                {
+                    "m2": "m2---mug.glb",
+                    "m3": "empty",
+                    "m4": "m4---mug.ply",
+                    "m5": ".fbx",
+                    "nocat": "category",
+                    "m1": "duplicate",
+                },
+            ),
+        ),  # fmt: skip
+        # --taxonomy
+        _c(
+            pc,
+            "taxonomy-missing",
+            tx + " --taxonomy {w}/prep/nope.json --out {w}/out/p9",
+            2,
+            "nope.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-bad-json",
+            tx + " --taxonomy {w}/prep/tax_bad.json --out {w}/out/p10",
+            1,
+            "tax_bad.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-bad-yaml",
+            tx + " --taxonomy {w}/prep/tax_bad.yaml --out {w}/out/p11",
+            1,
+            "tax_bad.yaml",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-unknown-keys",
+            tx + " --taxonomy {w}/prep/tax_unknown.json --out {w}/out/p12",
+            1,
+            "colours",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-a-list",
+            tx + " --taxonomy {w}/prep/tax_list.json --out {w}/out/p13",
+            1,
+            "tax_list.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-pickle",
+            tx + " --taxonomy {w}/prep/tax_pickle.json --out {w}/out/p14",
+            1,
+            "tax_pickle.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "taxonomy-suffix",
+            tx + " --taxonomy {w}/prep/tax.txt --out {w}/out/p15",
+            1,
+            "tax.txt",
+        ),  # fmt: skip
+        _c(pc, "taxonomy-unknown-name", tx + " --taxonomy papr --out {w}/out/p16", 2, "papr"),
+        _c(
+            pc,
+            "taxonomy-no-category",
+            tx + " --taxonomy {w}/prep/tax_nomug.json --out {w}/out/p17",
+            1,
+            "failures.jsonl",
+        ),  # fmt: skip
+        # --labeler
+        _c(pc, "labeler-unknown-kind", lab("clip:ViT-B", "p18"), 2, "--labeler"),
+        _c(pc, "labeler-empty", lab("", "p19"), 2, "--labeler"),
+        _c(pc, "labeler-no-model", lab("owlv2:", "p20"), 2, "--labeler"),
+        _c(pc, "labeler-model-missing", lab("owlv2:{w}/prep/no_model", "p21"), 2, "no_model"),
+        _c(
+            pc, "labeler-model-empty", lab("owlv2:{w}/prep/owlv2_empty", "p22"), 2, "owlv2_empty"
+        ),  # fmt: skip
+        _c(
+            pc,
+            "labeler-model-a-pickle",
+            lab("grounding-dino:{w}/released/legacy.pth", "p23"),
+            2,
+            "legacy.pth",
+        ),  # fmt: skip
+        _c(pc, "labeler-boxes-missing", lab("boxes:{w}/prep/nope.json", "p24"), 2, "nope.json"),
+        _c(
+            pc,
+            "labeler-boxes-bad-json",
+            lab("boxes:{w}/prep/boxes_bad.json", "p25"),
+            1,
+            "boxes_bad.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "labeler-boxes-pickle",
+            lab("boxes:{w}/prep/boxes_pickle.json", "p26"),
+            1,
+            "boxes_pickle.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "labeler-boxes-unknown-key",
+            lab("boxes:{w}/prep/boxes_unknown.json", "p27"),
+            1,
+            "boxen",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "labeler-boxes-a-list",
+            lab("boxes:{w}/prep/boxes_list.json", "p28"),
+            1,
+            "boxes_list.json",
+        ),  # fmt: skip
+        _c(pc, "labeler-simulated-arg", lab("simulated:x", "p29"), 2, "--labeler"),
+        # numbers
+        _c(pc, "views-zero", r("p30", "--views 0"), 2, "--views"),
+        _c(pc, "views-neg", r("p31", "--views -1"), 2, "--views"),
+        _c(pc, "views-abc", r("p32", "--views abc"), 2, "--views"),
+        _c(pc, "workers-neg", r("p33", "--workers -1"), 2, "--workers"),
+        _c(pc, "workers-zero", r("p34", "--workers 0"), 2, "--workers"),
+        _c(pc, "image-size-zero", r("p35", "--image-size 0"), 2, "--image-size"),
+        _c(pc, "samples-zero", r("p36", "--samples 0"), 2, "--samples"),
+        _c(pc, "cloud-points-neg", r("p37", "--cloud-points -5"), 2, "--cloud-points"),
+        _c(pc, "distance-nan", r("p38", "--distance nan"), 2, "--distance"),
+        _c(pc, "distance-inf", r("p39", "--distance inf"), 2, "--distance"),
+        _c(pc, "fov-nan", r("p40", "--fov nan"), 2, "--fov"),
+        _c(pc, "seed-neg", r("p41", "--seed -1"), 2, "--seed"),
+        # --manifest
+        _c(pc, "manifest-missing", r("p42", "--manifest {w}/prep/nope.csv"), 1, "nope.csv"),
+        _c(
+            pc,
+            "manifest-pickle",
+            r("p43", "--manifest {w}/prep/manifest_pickle.json"),
+            1,
+            "manifest_pickle.json",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "manifest-columns",
+            r("p44", "--manifest {w}/prep/manifest_bad.csv"),
+            1,
+            "manifest_bad.csv",
+        ),  # fmt: skip
+        # --out holding earlier results
+        _c(
+            pc,
+            "out-has-results",
+            base + " --assets {w}/prep/good --out {w}/results",
+            2,
+            "--out",
+            guard=("results/results.json", "results/hold.png"),
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-has-dataset",
+            base + " --assets {w}/prep/good --out {w}/synth_done",
+            2,
+            "--out",
+            guard=("synth_done/dataset.json", "synth_done/keep.txt"),
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-is-file",
+            base + " --assets {w}/prep/good --out {w}/afile",
+            2,
+            "afile",
+            guard=("afile",),
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-unwritable",
+            base + " --assets {w}/prep/good --out /proc/afford-prep",
+            2,
+            "--out",
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-other-options",
+            base + " --assets {w}/prep/good --out {w}/prep/done --views 3",
+            2,
+            "--out",
+            guard=done,
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-other-taxonomy",
+            tx + " --taxonomy synth --out {w}/prep/done",
+            2,
+            "--out",
+            guard=done,
+        ),  # fmt: skip
+        _c(
+            pc,
+            "out-other-labeler",
+            tx.replace("--labeler simulated", "--labeler none")
+            + " --taxonomy {w}/prep/tax.json --out {w}/prep/done",
+            2,
+            "--overwrite",
+            guard=done,
+        ),  # fmt: skip
+        _c(
+            pc,
+            "resume-finished",
+            base + " --assets {w}/prep/good --out {w}/prep/done",
+            0,
+            guard=done,
+            check=_prepared_ok("done", ["m1"]),
+        ),  # fmt: skip
+        _c(
+            pc,
+            "resume-interrupted",
+            base + " --assets {w}/prep/two --out {w}/prep/done2",
+            0,
+            guard=tuple(g.replace("done/", "done2/") for g in done[3:]),
+            check=_prepared_ok("done2", ["m1", "m7"], tmp_gone=True),
+        ),  # fmt: skip
+    ]
+
+    ep = "prepare eval-pairs {w}/corr/nopairs --alignments"
+    out += [
+        _c(
+            pe,
+            "dataset-missing",
+            "prepare eval-pairs {w}/corr/nope --alignments {w}/prep/align_ghost.json",
+            1,
+            "nope",
+        ),  # fmt: skip
+        _c(
+            pe,
+            "dataset-empty",
+            "prepare eval-pairs {w}/empty --alignments {w}/prep/align_ghost.json",
+            1,
+            "empty",
+        ),  # fmt: skip
+        _c(
+            pe,
+            "dataset-bad-json",
+            "prepare eval-pairs {w}/corr/badjson --alignments {w}/prep/align_ghost.json",
+            1,
+            "badjson",
+        ),  # fmt: skip
+        _c(pe, "alignments-missing", f"{ep} {{w}}/prep/nope.json", 2, "nope.json"),
+        _c(pe, "alignments-bad-json", f"{ep} {{w}}/prep/align_bad.json", 1, "align_bad.json"),
+        _c(
+            pe, "alignments-pickle", f"{ep} {{w}}/prep/align_pickle.json", 1, "align_pickle.json"
+        ),  # fmt: skip
+        _c(
+            pe, "alignments-a-string", f"{ep} {{w}}/prep/align_string.json", 1, "align_string.json"
+        ),  # fmt: skip
+        _c(pe, "alignments-unknown-key", f"{ep} {{w}}/prep/align_unknown.json", 1, "pears"),
+        _c(pe, "alignments-no-pairs", f"{ep} {{w}}/prep/align_empty.json", 1, "pairs"),
+        _c(pe, "alignments-T-shape", f"{ep} {{w}}/prep/align_T.json", 1, ".T"),
+        _c(pe, "alignments-T-nan", f"{ep} {{w}}/prep/align_nan.json", 1, ".T"),
+        _c(pe, "alignments-unknown-asset", f"{ep} {{w}}/prep/align_ghost.json", 1, "ghost"),
+        _c(pe, "alignments-a-folder", f"{ep} {{w}}/empty", 2, "empty"),
+        _c(
+            pe,
+            "max-points-zero",
+            f"{ep} {{w}}/prep/align_ghost.json --max-points 0",
+            2,
+            "--max-points",
+        ),  # fmt: skip
+        _c(
+            pe,
+            "max-points-abc",
+            f"{ep} {{w}}/prep/align_ghost.json --max-points abc",
+            2,
+            "--max-points",
+        ),  # fmt: skip
+        _c(
+            pe,
+            "has-pairs",
+            "prepare eval-pairs {w}/corr/tiny --alignments {w}/prep/align_ghost.json",
+            2,
+            "eval_pairs.json",
+            guard=("corr/tiny/eval_pairs.json",),
+        ),  # fmt: skip
+    ]
+
+    hd = "prepare handal {w}/handal/{root} --out {w}/out/{out}"
+
+    def h(root: str, out: str, extra: str = "") -> str:
+        return hd.replace("{root}", root).replace("{out}", out) + (" " + extra if extra else "")
+
+    out += [
+        _c(ph, "root-missing", h("nope", "h1"), 1, "nope"),
+        _c(ph, "no-models", h("nomodels", "h2"), 1, "models"),
+        _c(ph, "no-split", h("nosplit", "h3"), 1, "test"),
+        _c(ph, "no-scene-gt", h("nogt", "h4"), 1, "scene_gt.json"),
+        _c(ph, "scene-gt-bad-json", h("badgt", "h5"), 1, "scene_gt.json"),
+        _c(ph, "scene-gt-pickle", h("picklegt", "h6"), 1, "scene_gt.json"),
+        _c(ph, "scene-gt-a-list", h("listgt", "h7"), 1, "scene_gt.json"),
+        _c(ph, "scene-gt-no-obj-id", h("noobjid", "h8"), 1, "scene_gt.json"),
+        _c(ph, "model-corrupt", h("badply", "h9"), 1, "obj_000001.ply"),
+        _c(ph, "model-pickle", h("pickleply", "h10"), 1, "obj_000001.ply"),
+        _c(ph, "objects-abc", h("ok", "h11", "--objects a,b"), 2, "--objects"),
+        _c(ph, "objects-unknown", h("ok", "h12", "--objects 7"), 2, "--objects"),
+        _c(ph, "stride-zero", h("ok", "h13", "--stride 0"), 2, "--stride"),
+        _c(ph, "category-bad", h("ok", "h14", "--category Mug!"), 2, "--category"),
+        _c(ph, "category-count", h("ok", "h15", "--category a --category b"), 2, "--category"),
+        _c(ph, "labeler-unknown", h("ok", "h16", "--labeler clip:x"), 2, "--labeler"),
+        _c(
+            ph, "taxonomy-missing", h("ok", "h17", "--taxonomy {w}/prep/nope.json"), 2, "nope.json"
+        ),  # fmt: skip
+        _c(
+            ph,
+            "alignments-missing",
+            h("ok", "h18", "--alignments {w}/prep/nope.json"),
+            2,
+            "nope.json",
+        ),  # fmt: skip
+        _c(
+            ph,
+            "alignments-pickle",
+            h("ok", "h19", "--alignments {w}/prep/align_pickle.json"),
+            1,
+            "align_pickle.json",
+        ),  # fmt: skip
+        _c(
+            ph,
+            "out-has-dataset",
+            "prepare handal {w}/handal/ok --out {w}/synth_done",
+            2,
+            "--out",
+            guard=("synth_done/dataset.json", "synth_done/keep.txt"),
+        ),  # fmt: skip
+        _c(
+            ph,
+            "out-is-file",
+            "prepare handal {w}/handal/ok --out {w}/afile",
+            2,
+            "afile",
+            guard=("afile",),
+        ),  # fmt: skip
+    ]
+    return out
+
+
+def _export_cases() -> list[Case]:
+    """``afford export`` on bad checkpoints and output paths (before any tracing)."""
+    e = "export"
+    g = "export grounding --out {w}/out/{out}.onnx --checkpoint"
+    return [
+        _c(e, "ckpt-missing", g.replace("{out}", "e1") + " {w}/ck/nope", 1, "nope"),
+        _c(e, "ckpt-truncated", g.replace("{out}", "e2") + " {w}/ck/gr_trunc", 1, "gr_trunc"),
+        _c(e, "ckpt-zero-byte", g.replace("{out}", "e3") + " {w}/ck/gr_empty", 1, "gr_empty"),
+        _c(e, "ckpt-bad-json", g.replace("{out}", "e4") + " {w}/ck/gr_json", 1, "gr_json"),
+        _c(e, "ckpt-no-json", g.replace("{out}", "e5") + " {w}/ck/gr_nojson", 1, "gr_nojson"),
+        _c(e, "ckpt-a-file", g.replace("{out}", "e6") + " {w}/afile", 1, "afile"),
+        _c(e, "ckpt-empty-folder", g.replace("{out}", "e7") + " {w}/empty", 1, "empty"),
+        _c(
+            e, "ckpt-released-pth", g.replace("{out}", "e8") + " {w}/released/zip.pth", 1, "zip.pth"
+        ),  # fmt: skip
+        _c(e, "grounding-ckpt-of-corr", g.replace("{out}", "e9") + " {w}/ck/co", 1, "ck/co"),
+        _c(
+            e,
+            "corr-ckpt-pickle",
+            "export correspondence --out {w}/out/e10.onnx --checkpoint {w}/ck/co_pickle",
+            1,
+            "co_pickle",
+        ),  # fmt: skip
+        _c(
+            e,
+            "corr-ckpt-truncated",
+            "export correspondence --out {w}/out/e11.onnx --checkpoint {w}/ck/co_trunc",
+            1,
+            "co_trunc",
+        ),  # fmt: skip
+        _c(e, "out-unwritable", "export grounding --out /proc/afford.onnx", 2, "--out"),
+        _c(
+            e,
+            "out-under-file",
+            "export grounding --out {w}/afile/m.onnx",
+            2,
+            "--out",
+            guard=("afile",),
+        ),  # fmt: skip
+        _c(e, "out-is-folder", "export grounding --out {w}/dir.onnx", 2, "--out"),
+        _c(e, "out-suffix", "export grounding --out {w}/out/m.pt", 2, "--out"),
+        _c(
+            e,
+            "format-empty",
+            ["export", "grounding", "--format", "", "--out", "{w}/out/e.onnx"],
+            2,
+            "--format",
+        ),  # fmt: skip
+        _c(
+            e,
+            "format-torchscript",
+            "export correspondence --format torchscript --out {w}/out/e.pt",
+            2,
+            "--format",
+        ),  # fmt: skip
+        _c(e, "task-bogus", "export segmentation --out {w}/out/e.onnx", 2, "segmentation"),
+        _c(e, "no-task", "export --out {w}/out/e.onnx", 2, "task"),
+        _c(e, "no-out", "export grounding", 2, "--out"),
+    ]
+
+
+def _serve_cases() -> list[Case]:
+    """``afford serve`` argument checks (everything that fails before the server starts)."""
+    s = "serve"
+    return [
+        _c(s, "port-neg", "serve --port -1", 2, "--port"),
+        _c(s, "port-abc", "serve --port abc", 2, "--port"),
+        _c(s, "port-65536", "serve --port 65536", 2, "--port"),
+        _c(s, "grounding-ckpt-missing", "serve --grounding-checkpoint {w}/ck/nope", 1, "nope"),
+        _c(s, "grounding-ckpt-of-corr", "serve --grounding-checkpoint {w}/ck/co", 1, "ck/co"),
+        _c(
+            s,
+            "grounding-ckpt-pickle",
+            "serve --grounding-checkpoint {w}/ck/gr_pickle",
+            1,
+            "gr_pickle",
+        ),  # fmt: skip
+        _c(
+            s,
+            "grounding-ckpt-truncated",
+            "serve --grounding-checkpoint {w}/ck/gr_trunc",
+            1,
+            "gr_trunc",
+        ),  # fmt: skip
+        _c(s, "grounding-ckpt-a-file", "serve --grounding-checkpoint {w}/afile", 1, "afile"),
+        _c(
+            s,
+            "grounding-ckpt-released",
+            "serve --grounding-checkpoint {w}/released/zip.pth",
+            1,
+            "zip.pth",
+        ),  # fmt: skip
+        _c(s, "corr-ckpt-missing", "serve --correspondence-checkpoint {w}/ck/nope", 1, "nope"),
+        _c(
+            s, "corr-ckpt-of-grounding", "serve --correspondence-checkpoint {w}/ck/gr", 1, "ck/gr"
+        ),  # fmt: skip
+        _c(
+            s,
+            "corr-ckpt-pickle",
+            "serve --correspondence-checkpoint {w}/ck/co_pickle",
+            1,
+            "co_pickle",
+        ),  # fmt: skip
+        _c(
+            s, "corr-ckpt-empty-folder", "serve --correspondence-checkpoint {w}/empty", 1, "empty"
+        ),  # fmt: skip
+        _c(s, "device-bogus", "serve --device tpu9", 2, "tpu9"),
+    ]
+
+
 def all_cases() -> list[Case]:
     """Every case of the table (ids unique)."""
     cases = (_set_cases() + _config_file_cases() + _image_cases() + _correspond_cases()
              + _eval_cases() + _import_cases() + _synth_cases() + _pretrain_cases()
-             + _misc_cases())  # fmt: skip
+             + _misc_cases() + _prepare_cases() + _export_cases() + _serve_cases())  # fmt: skip
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases

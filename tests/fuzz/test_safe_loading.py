@@ -33,11 +33,17 @@ def test_the_payload_is_live(tmp_path):
 
 
 def test_every_reader_of_paths_is_covered():
-    covered = {c.argv[0] if c.argv[0] not in ("eval", "train") else " ".join(c.argv[:2])
-               for c in CLI}  # fmt: skip
+    covered = {c.argv[0] if c.argv[0] not in ("eval", "train", "prepare")
+               else " ".join(c.argv[:2]) for c in CLI}  # fmt: skip
     assert {"ground", "correspond", "eval grounding", "eval correspondence", "import-checkpoint",
-            "export", "train grounding", "train correspondence"} <= covered  # fmt: skip
-    assert len(CLI) >= 15
+            "export", "train grounding", "train correspondence", "serve",
+            "prepare correspondence", "prepare eval-pairs", "prepare handal"} <= covered  # fmt: skip
+    # every path argument of the prepare commands gets a pickle somewhere
+    flags = {a for c in CLI if c.argv[0] == "prepare" for a, v in zip(c.argv, c.argv[1:])
+             if any(p in v for p in PAYLOAD_FILES)}  # fmt: skip
+    assert {"--assets", "--taxonomy", "--labeler", "--manifest", "--alignments"} <= flags
+    assert any(c.argv[:2] == ("prepare", "handal") and "pickle" in c.argv[2] for c in CLI)
+    assert len(CLI) >= 30
 
 
 @pytest.mark.parametrize("case", CLI, ids=[c.id for c in CLI])
@@ -53,11 +59,19 @@ def _api_calls(w: Path) -> dict:
     from afford.config import load, read_yaml
     from afford.data.correspondence import CorrespondenceDataset
     from afford.data.io import read_npz
+    from afford.engine import load_checkpoint
     from afford.grounding.config import GroundingExperiment
     from afford.grounding.import_ckpt import read_released
+    from afford.prepare.assets import load_asset
+    from afford.prepare.correspondence import load_taxonomy
+    from afford.prepare.evalpairs import read_alignments
+    from afford.prepare.handal import HandalDataset
+    from afford.prepare.labelers import BoxesFileLabelers
+    from afford.taxonomy import Taxonomy
 
     r = w / "released"
     ds = w / "corr" / "npzpickle"
+    p = w / "prep"
     calls = {
         "Grounder.from_checkpoint": lambda: afford.Grounder.from_checkpoint(w / "ck/gr_pickle"),
         "Corresponder.from_checkpoint": lambda: afford.Corresponder.from_checkpoint(
@@ -70,6 +84,15 @@ def _api_calls(w: Path) -> dict:
         ),  # fmt: skip
         "config.load": lambda: load(GroundingExperiment, w / "cfg/pickle.yaml"),
         "read_yaml": lambda: read_yaml(w / "cfg/pickle.yaml"),
+        "load_checkpoint[co_pickle]": lambda: load_checkpoint(w / "ck/co_pickle"),
+        "Taxonomy.load": lambda: Taxonomy.load(p / "tax_pickle.json"),
+        "load_taxonomy": lambda: load_taxonomy(p / "tax_pickle.json"),
+        "BoxesFileLabelers": lambda: BoxesFileLabelers(p / "boxes_pickle.json"),
+        "read_alignments": lambda: read_alignments(p / "align_pickle.json"),
+        "load_asset[glb]": lambda: load_asset(p / "pickleonly" / "p---mug.glb"),
+        "load_asset[ply]": lambda: load_asset(p / "mixed" / "m4---mug.ply"),
+        "HandalDataset.views[scene_gt]": lambda: HandalDataset(w / "handal/picklegt").views(1),
+        "HandalDataset.model[ply]": lambda: HandalDataset(w / "handal/pickleply").model(1),
     }
     for f in ("legacy.pth", "zip.pth", "ts.pt", "pickle.safetensors"):
         calls[f"read_state_dict[{f}]"] = lambda f=f: read_state_dict(r / f)

@@ -84,24 +84,10 @@ def _report(root, res) -> None:
     )
 
 
-def _taxonomy(value: str | None):
-    """A taxonomy from a shipped name, an afford taxonomy file or the official folder."""
-    if value is None:
-        return None
-    from pathlib import Path
-
-    from afford.taxonomy import Taxonomy
-
-    path = Path(value)
-    if path.is_dir():
-        return Taxonomy.from_official(path)
-    if path.is_file():
-        return Taxonomy.load(path)
-    return Taxonomy.shipped(value)
-
-
 def _handal(args: argparse.Namespace) -> int:
     from afford.errors import UsageError
+    from afford.prepare.correspondence import load_taxonomy
+    from afford.prepare.evalpairs import read_alignments, write_eval_pairs
     from afford.prepare.handal import HandalConvertConfig, write_handal_dataset
 
     objects = None
@@ -124,16 +110,19 @@ def _handal(args: argparse.Namespace) -> int:
         samples=args.samples,
         device=args.device,
     )
+    # the files named by arguments are read before the (long) conversion starts
+    taxonomy = load_taxonomy(args.taxonomy) if args.taxonomy else None
+    pairs = read_alignments(args.alignments) if args.alignments else None
+    if args.max_points < 1:
+        raise UsageError(f"--max-points must be >= 1, got {args.max_points}")
     manifest = write_handal_dataset(
-        args.roots, args.out, cfg, overwrite=args.overwrite, taxonomy=_taxonomy(args.taxonomy)
+        args.roots, args.out, cfg, overwrite=args.overwrite, taxonomy=taxonomy
     )
     print(
         f"wrote {manifest['counts']['assets']} HANDAL assets "
         f"({manifest['counts']['views']} views) to {args.out}"
     )
-    if args.alignments:
-        from afford.prepare.evalpairs import write_eval_pairs
-
-        res = write_eval_pairs(args.out, args.alignments, max_points=args.max_points)
+    if pairs is not None:
+        res = write_eval_pairs(args.out, pairs, max_points=args.max_points)
         _report(args.out, res)
     return 0

@@ -9,8 +9,18 @@ from afford.errors import UsageError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from afford.engine import resolve_device
+    from afford.errors import DataError
+
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: must be between 1 and 65535")
+    resolve_device(args.device)  # the cheap checks first: no 'web' import, no model load
+    for flag, value in (("--grounding-checkpoint", args.grounding_checkpoint),
+                        ("--correspondence-checkpoint", args.correspondence_checkpoint)):  # fmt: skip
+        if value != "demo" and not Path(value).expanduser().exists():
+            raise DataError(f"{flag} {value}: no such checkpoint folder (or pass 'demo')")
     import gradio  # noqa: F401  (a missing 'web' extra is reported before the models load)
 
     from afford.serve.app import serve

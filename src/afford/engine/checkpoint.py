@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from afford.data.io import default_mode, fsync_path, read_json, write_json
-from afford.errors import AffordError
+from afford.errors import AffordError, DataError
 
 FORMAT_VERSION = 1
 
@@ -119,6 +119,20 @@ def save_checkpoint(
     return directory
 
 
+def _read_tensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    """A safetensors file; truncated, empty or not safetensors at all (a pickle) -> DataError
+    naming the file (safetensors never unpickles)."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {reason})"
+        ) from None
+
+
 def load_checkpoint(
     directory: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -139,10 +153,10 @@ def load_checkpoint(
     meta = read_json(directory / "config.json")
     if meta.get("format") != FORMAT_VERSION:
         raise AffordError(f"{directory}: unsupported checkpoint format {meta.get('format')!r}")
-    state = load_file(str(weights), device=str(map_location))
+    state = _read_tensors(weights, map_location)
     optimizer = None
     if "optimizer" in meta and (directory / "optimizer.safetensors").is_file():
-        opt_tensors = load_file(str(directory / "optimizer.safetensors"), device=str(map_location))
+        opt_tensors = _read_tensors(directory / "optimizer.safetensors", map_location)
         optimizer = _unflatten_optimizer(opt_tensors, meta["optimizer"])
     return {
         "state_dict": state,

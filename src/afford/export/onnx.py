@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,13 @@ def check_args(task: str, fmt: str, out: str | os.PathLike, overwrite: bool = Fa
         raise UsageError(f"--out {out}: is a folder; give a file name ending in .onnx")
     if out.exists() and not overwrite:
         raise UsageError(f"--out {out}: the file exists; pass --overwrite to replace it")
+    # the folder must be creatable and writable: found before the model is traced
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write into {out.parent} ({exc.strerror})") from None
     return out
 
 

@@ -49,6 +49,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
+#: 3-D formats that are not read: listed as failures (convert them to GLB), not skipped silently
+UNSUPPORTED_SUFFIXES = (".fbx", ".blend", ".dae", ".3ds", ".max", ".c4d", ".usd", ".usda",
+                        ".usdc", ".usdz", ".x3d", ".wrl", ".off", ".3mf")  # fmt: skip
 MIN_EXTENT = 1e-9  # a mesh whose largest bounding-box side is below this is degenerate
 
 
@@ -459,7 +462,14 @@ def discover_assets(
         if p.is_file() and p.suffix.lower() in MESH_SUFFIXES and not p.name.startswith(".")
     )
     sources: dict[str, AssetSource] = {}
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, str]] = [
+        {"asset": _sanitise(p.stem.partition("---")[0] or p.stem),
+         "file": p.relative_to(root).as_posix(),
+         "reason": f"{p.name}: {p.suffix.lower()} meshes are not read; convert it to GLB "
+                   f"(one of {', '.join(MESH_SUFFIXES)})"}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix.lower() in UNSUPPORTED_SUFFIXES and not p.name.startswith(".")
+    ]  # fmt: skip
     for p in files:
         rel = p.relative_to(root).as_posix()
         entry = entries.get(rel) or entries.get(p.name)

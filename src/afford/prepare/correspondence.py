@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -113,14 +114,19 @@ class PrepareConfig:
             raise UsageError(f"--views must be >= 2 (multi-view pairs), got {self.views}")
         if self.image_size < 16:
             raise UsageError(f"--image-size must be >= 16, got {self.image_size}")
-        if self.distance <= 0.9:
+        if not (0.9 < self.distance < math.inf):  # also refuses nan
             raise UsageError(
-                f"--distance must exceed 0.9 (the object fits in a 0.87 ball), got {self.distance}"
+                "--distance must be finite and exceed 0.9 (the object fits in a 0.87 ball), "
+                f"got {self.distance}"
             )
         if not 1.0 < self.fov_deg < 170.0:
             raise UsageError(f"--fov must be in (1, 170) degrees, got {self.fov_deg}")
         if self.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        if self.cloud_points < 1:
+            raise UsageError(f"--cloud-points must be >= 1, got {self.cloud_points}")
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
         PseudoLabelConfig(**self.pseudo)
         return self
 
@@ -143,13 +149,16 @@ def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
     """``--taxonomy``: the official folder (``Taxonomy.from_official``), afford's single file
     (``.json`` / ``.yaml``) or the name of a shipped one (``paper``, ``synth``)."""
     p = Path(path)
-    if p.is_dir():
-        return Taxonomy.from_official(p)
-    if p.is_file():
-        return Taxonomy.load(p)
-    if p.suffix == "" and "/" not in str(path):
+    if p.suffix == "" and "/" not in str(path) and not p.exists():
         return Taxonomy.shipped(str(path))
-    raise UsageError(f"--taxonomy {path}: no such folder or file")
+    if not p.exists():
+        raise UsageError(f"--taxonomy {path}: no such folder or file")
+    try:
+        return Taxonomy.from_official(p) if p.is_dir() else Taxonomy.load(p)
+    except DataError:
+        raise
+    except AffordError as exc:  # a malformed file is bad data (exit 1), like malformed JSON
+        raise DataError(f"--taxonomy {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,26 +628,38 @@ def prepare_correspondence(
         from afford.prepare.labelers import parse_spec
 
         parse_spec(labeler)
-    root = Path(out)
-    _open_out(root, _state(cfg, tax), overwrite)
-    sources, failures = discover_assets(assets, manifest)
+    sources, failures = discover_assets(assets, manifest)  # before --out is created
     if not sources and not failures:
         raise DataError(f"--assets {assets}: no mesh files ({', '.join(MESH_SUFFIXES)})")
+    root = Path(out)
+    _open_out(root, _state(cfg, tax), overwrite)
     n_found = len(sources) + len(failures)
     official = _splits(tax)
-    jobs, done_ids = [], []
+    jobs, done_ids, relabel = [], [], {}
     for s in sources:
         rec = root / "assets" / s.id / "record.json"
-        if rec.is_file() and _labelled_by(rec) == labeler:
+        by = _labelled_by(rec) if rec.is_file() else None
+        if by == labeler:
             done_ids.append(s.id)
             continue
+        if by not in (None, "none"):
+            relabel[s.id] = by
         off = official.get(s.id)
         jobs.append((s, SPLIT_MAP.get(off or "train", "train"), off, tax, cfg, str(root)))
+    if relabel and not overwrite:  # labels made earlier are never replaced silently
+        raise UsageError(
+            f"--out {root}: {len(relabel)} prepared assets are labelled by "
+            f"{', '.join(sorted(set(relabel.values())))}; --labeler {labeler} would replace "
+            "their labels: pass --overwrite to relabel them (the renders are kept) or choose "
+            "another folder"
+        )
     results = _map(jobs, workers, (labeler, tax, device, cfg.samples, labelers), progress)
     for res in results:
         if "failure" in res:
             failures.append({"asset": res["id"], "file": res["file"], "reason": res["failure"]})
-    failed_ids = {f["asset"] for f in failures}
+    # assets whose job failed (not discovery failures: a file with the duplicate id of a good
+    # asset must not drop that asset)
+    failed_ids = {res["id"] for res in results if "failure" in res}
     records, stats, names = {}, {}, []
     for s in sources:
         path = root / "assets" / s.id / "record.json"

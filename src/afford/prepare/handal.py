@@ -46,12 +46,57 @@ from afford.data.io import (
     write_json,
     write_npz,
 )
-from afford.errors import AffordError, DataError, UsageError
+from afford.errors import DataError, UsageError
 from afford.geometry.camera import camera_directions
 from afford.geometry.pseudolabel import PartQuery, pseudo_label_masks
 from afford.geometry.visible import NN_TOL, match_to_cloud, multiview_correspondences
 
 CROP = 224
+
+
+def _numbers(value: Any, n: int, where: str) -> None:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.zeros(0)
+    if arr.size != n or not np.isfinite(arr).all():
+        raise DataError(f"{where}: expected {n} finite numbers, got {value!r}"[:300])
+
+
+def _scene_gt(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """``scene_gt.json`` checked: ``{image id: [{cam_R_m2c: 9, cam_t_m2c: 3, obj_id}, ...]}``."""
+    gt = read_json(path)
+    if not isinstance(gt, dict):
+        raise DataError(f"{path}: expected an object {{image id: [instances]}}")
+    for im, insts in gt.items():
+        if not str(im).isdigit():
+            raise DataError(f"{path}: key {im!r} is not an image id")
+        if not isinstance(insts, list):
+            raise DataError(f"{path}: {im}: expected a list of instances")
+        for k, inst in enumerate(insts):
+            w = f"{path}: {im}[{k}]"
+            if not isinstance(inst, dict):
+                raise DataError(f"{w}: expected an object")
+            for key in ("cam_R_m2c", "cam_t_m2c", "obj_id"):
+                if key not in inst:
+                    raise DataError(f"{w}: missing {key!r}")
+            if not isinstance(inst["obj_id"], int) or isinstance(inst["obj_id"], bool):
+                raise DataError(f"{w}.obj_id: expected an integer, got {inst['obj_id']!r}")
+            _numbers(inst["cam_R_m2c"], 9, f"{w}.cam_R_m2c")
+            _numbers(inst["cam_t_m2c"], 3, f"{w}.cam_t_m2c")
+    return gt
+
+
+def _scene_camera(path: Path) -> dict[str, dict[str, Any]]:
+    """``scene_camera.json`` checked: ``{image id: {cam_K: 9, ...}}``."""
+    cams = read_json(path)
+    if not isinstance(cams, dict):
+        raise DataError(f"{path}: expected an object {{image id: {{cam_K: ...}}}}")
+    for im, cam in cams.items():
+        if not isinstance(cam, dict) or "cam_K" not in cam:
+            raise DataError(f"{path}: {im}: expected an object with 'cam_K'")
+        _numbers(cam["cam_K"], 9, f"{path}: {im}.cam_K")
+    return cams
 
 
 @dataclass(frozen=True)
@@ -103,14 +148,24 @@ class HandalDataset:
         self.root = Path(root)
         self.split_dir = self.root / split
         if not (self.root / "models").is_dir():
-            raise AffordError(f"{self.root / 'models'}: not found; {self.root} is not a BOP tree")
+            raise DataError(f"{self.root / 'models'}: not found; {self.root} is not a BOP tree")
         if not self.split_dir.is_dir():
-            raise AffordError(f"{self.split_dir}: split folder not found")
+            raise DataError(f"{self.split_dir}: split folder not found")
         self.part_dir = part_dir
         self._models: dict[int, tuple[Any, np.ndarray, float]] = {}
 
     def scenes(self) -> list[Path]:
-        return sorted(p for p in self.split_dir.iterdir() if (p / "scene_gt.json").is_file())
+        """Scene folders of the split; a folder that looks like a scene (``rgb/``,
+        ``mask_visib/``) without its ``scene_gt.json`` is an error, not skipped."""
+        out = []
+        for p in sorted(q for q in self.split_dir.iterdir() if q.is_dir()):
+            if (p / "scene_gt.json").is_file():
+                out.append(p)
+            elif (p / "rgb").is_dir() or (p / "mask_visib").is_dir():
+                raise DataError(f"{p / 'scene_gt.json'}: file not found (BOP scene folder)")
+        if not out:
+            raise DataError(f"{self.split_dir}: no scene folders with a scene_gt.json")
+        return out
 
     def object_ids(self) -> list[int]:
         return sorted(int(p.stem.split("_")[1]) for p in (self.root / "models").glob("obj_*.ply"))
@@ -120,8 +175,18 @@ class HandalDataset:
         if obj_id not in self._models:
             path = self.root / "models" / f"obj_{obj_id:06d}.ply"
             if not path.is_file():
-                raise AffordError(f"{path}: model file not found for obj_id {obj_id}")
-            mesh = trimesh.load(path, force="mesh", process=False)
+                raise DataError(f"{path}: model file not found for obj_id {obj_id}")
+            try:
+                mesh = trimesh.load(path, force="mesh", process=False)
+            except Exception as exc:  # noqa: BLE001 -- trimesh raises anything on a broken file
+                reason = str(exc).splitlines()[0] if str(exc) else ""
+                raise DataError(
+                    f"{path}: cannot read the mesh ({type(exc).__name__}: {reason})"
+                ) from None
+            if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+                raise DataError(f"{path}: no triangle mesh in the file")
+            if not np.isfinite(mesh.vertices).all() or float(np.ptp(mesh.vertices)) <= 0:
+                raise DataError(f"{path}: degenerate mesh (nan/inf or zero extent)")
             lo, hi = mesh.bounds
             c = (lo + hi) / 2.0
             s = 0.5 / float(np.abs(mesh.vertices - c).max())
@@ -134,13 +199,13 @@ class HandalDataset:
         _, c, s = self.model(obj_id)
         out: list[HandalView] = []
         for scene in self.scenes():
-            gt = read_json(scene / "scene_gt.json")
-            cams = read_json(scene / "scene_camera.json")
+            gt = _scene_gt(scene / "scene_gt.json")
+            cams = _scene_camera(scene / "scene_camera.json")
             for n, im in enumerate(sorted(gt, key=int)):
                 if n % stride:
                     continue
                 if im not in cams:
-                    raise AffordError(f"{scene / 'scene_camera.json'}: no camera for image {im}")
+                    raise DataError(f"{scene / 'scene_camera.json'}: no camera for image {im}")
                 for k, inst in enumerate(gt[im]):
                     if int(inst["obj_id"]) != obj_id:
                         continue
@@ -157,10 +222,10 @@ class HandalDataset:
                         None,
                     )
                     if rgb is None:
-                        raise AffordError(f"{scene / 'rgb'}: no image {int(im):06d}.jpg/.png")
+                        raise DataError(f"{scene / 'rgb'}: no image {int(im):06d}.jpg/.png")
                     visib = scene / "mask_visib" / name
                     if not visib.is_file():
-                        raise AffordError(f"{visib}: visible-mask file not found")
+                        raise DataError(f"{visib}: visible-mask file not found")
                     part = None
                     if self.part_dir is not None and (scene / self.part_dir / name).is_file():
                         part = scene / self.part_dir / name
@@ -172,7 +237,7 @@ class HandalDataset:
                     if max_views is not None and len(out) >= max_views:
                         return out
         if not out:
-            raise AffordError(f"{self.split_dir}: no annotated instance of obj_id {obj_id}")
+            raise DataError(f"{self.split_dir}: no annotated instance of obj_id {obj_id}")
         return out
 
     def surface_points(self, view: HandalView) -> np.ndarray:
@@ -209,14 +274,14 @@ class HandalDataset:
             full = self.surface_points(v)
             vis = np.isfinite(full).all(-1)
             if not vis.any():
-                raise AffordError(f"{v.mask_visib}: the object is not visible in this view")
+                raise DataError(f"{v.mask_visib}: the object is not visible in this view")
             idx = match_to_cloud(full, cloud, tol)
             hit = idx >= 0
             np.add.at(seen, idx[hit], 1)
             if v.part_mask is not None:
                 part = read_gray(v.part_mask) > 0
                 if part.shape != vis.shape:
-                    raise AffordError(f"{v.part_mask}: size {part.shape} differs from the mask")
+                    raise DataError(f"{v.part_mask}: size {part.shape} differs from the mask")
                 np.add.at(votes, idx[hit & part], 1)
             box = square_crop_box(vis)
             boxes.append(box)
@@ -325,7 +390,7 @@ def _convert_object(
     for n, v in enumerate(views):
         vis = read_gray(v.mask_visib) > 0
         if not vis.any():
-            raise AffordError(f"{v.mask_visib}: the object is not visible in this view")
+            raise DataError(f"{v.mask_visib}: the object is not visible in this view")
         box = square_crop_box(vis)
         K = _crop_camera(v.K, box, CROP)
         m = crop_array(vis, box, CROP, fill=False)
@@ -342,7 +407,7 @@ def _convert_object(
         if has_parts:
             part = read_gray(v.part_mask) > 0
             if part.shape != vis.shape:
-                raise AffordError(f"{v.part_mask}: size {part.shape} differs from the mask")
+                raise DataError(f"{v.part_mask}: size {part.shape} differs from the mask")
             part_masks.append(crop_array(part, box, CROP, fill=False) & m)
     K = np.stack(Ks)
     R = np.stack([v.R for v in views])
