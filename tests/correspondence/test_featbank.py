@@ -138,3 +138,40 @@ def test_training_with_a_bank_learns(tiny_root, tmp_path):
     with pytest.raises(AffordError, match="feature bank"):
         bad = FeatureBank([torch.zeros(2, 1, 1, 1)], augs=1)
         train(replace(cfg, train=replace(cfg.train, out=str(tmp_path / "x"))), bank=bad)
+
+
+class _Counting(torch.nn.Module):
+    """A backbone wrapper that counts forward calls and can fail on call ``fail_at``."""
+
+    def __init__(self, inner, fail_at=None):
+        super().__init__()
+        self.inner, self.calls, self.fail_at = inner, 0, fail_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt("killed mid-build")
+        return self.inner(x)
+
+
+def test_bank_cache_resumes_an_interrupted_build_and_refuses_another_bank(tset, dino, tmp_path):
+    imgs, masks = tset.images[:5], tset.masks[:5]
+    kw = dict(augs=2, seed=5, batch=4, progress=False)  # 10 rows -> 3 chunks
+    ref = build_feature_bank(dino, imgs, masks, **kw)
+    cache = tmp_path / "bank"
+    broken = _Counting(dino, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        build_feature_bank(broken, imgs, masks, cache_dir=cache, **kw)
+    assert sorted(p.name for p in cache.glob("chunk_*")) == ["chunk_000000.safetensors",
+                                                            "chunk_000001.safetensors"]  # fmt: skip
+    assert not list(cache.glob("*.tmp*"))  # nothing half-written is left as a chunk
+    resumed = _Counting(dino)
+    bank = build_feature_bank(resumed, imgs, masks, cache_dir=cache, **kw)
+    assert resumed.calls == 1  # only the missing chunk was computed
+    for a, b in zip(bank.maps, ref.maps):
+        assert torch.equal(a, b)  # the resumed bank is the uninterrupted one, bit for bit
+    again = _Counting(dino)
+    build_feature_bank(again, imgs, masks, cache_dir=cache, **kw)
+    assert again.calls == 0
+    with pytest.raises(AffordError, match="other settings, data or backbone"):
+        build_feature_bank(dino, imgs, masks, cache_dir=cache, **{**kw, "seed": 6})

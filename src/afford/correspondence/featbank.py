@@ -16,13 +16,20 @@ Memory: ``views * K * layers * C * h * w`` half floats, e.g. 1,653 views x 4 x 3
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from afford.backbones.policy import tensor_digest
 from afford.correspondence.sampling import randomize_background, seeded_generator
+from afford.data.io import atomic_path, read_json, write_json
 from afford.engine import dist
 from afford.engine.fabric import Progress
 from afford.errors import AffordError
@@ -88,6 +95,7 @@ def build_feature_bank(
     p_noise: float = 0.5,
     batch: int = 32,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> FeatureBank:
     """Run a frozen backbone on ``augs`` background randomisations of every view.
 
@@ -100,6 +108,12 @@ def build_feature_bank(
     With several processes (:mod:`afford.engine.dist`) each rank computes every
     ``world``-th chunk of ``batch`` images and the shards are exchanged, so every rank holds
     the same bank as one process would build.
+
+    With ``cache_dir`` every chunk is also written there (``chunk_<c>.safetensors``, atomically,
+    by the rank that computed it; ``index.json`` lists the chunks and the bank's fingerprint:
+    settings, data and backbone weights).  A build interrupted at any point resumes: chunks on
+    disk under the same fingerprint are loaded instead of computed; a folder holding another
+    bank's chunks is refused.
     """
     if augs < 1:
         raise AffordError(f"feature bank: augs must be >= 1, got {augs}")
@@ -115,14 +129,26 @@ def build_feature_bank(
     chunks = list(enumerate(range(0, v * augs, batch)))
     world, rank = dist.world_size(), dist.rank()
     mine = chunks[rank::world]  # with several processes each computes its share of chunks
+    store = None
+    if cache_dir is not None:
+        key = bank_fingerprint(backbone, images, masks, augs, seed, noise, p_noise, batch)
+        store = _ChunkStore(Path(cache_dir), key, len(chunks), write_index=rank == 0)
     done: dict[int, list[Tensor]] = {}
     bar = Progress(len(mine), "feature bank (chunks)", enabled=progress)
     for c, lo in mine:
-        idx = order[lo : lo + batch]
-        x = randomize_background(ims[idx], ms[idx], bank_generator(seed, c), noise, p_noise)
-        done[c] = [m.to(torch.float16).cpu() for m in backbone(x.to(device))]
+        cached = store.load(c) if store is not None else None
+        if cached is None:
+            idx = order[lo : lo + batch]
+            x = randomize_background(ims[idx], ms[idx], bank_generator(seed, c), noise, p_noise)
+            cached = [m.to(torch.float16).cpu() for m in backbone(x.to(device))]
+            if store is not None:
+                store.save(c, cached)
+        done[c] = cached
         bar.update()
     bar.close()
+    if store is not None:
+        log.info("feature bank: %d of %d chunks of this rank read from %s", store.hits,
+                 len(mine), store.root)  # fmt: skip
     if world > 1:  # every rank gets every chunk (chunk c is a function of (seed, c) only)
         shards: list = [None] * world
         torch.distributed.all_gather_object(shards, done)
@@ -133,3 +159,69 @@ def build_feature_bank(
     )
     log.info("feature bank: %d views x %d backgrounds, %.2f GB", v, augs, bank.nbytes / 1024**3)
     return bank
+
+
+def bank_fingerprint(
+    backbone: torch.nn.Module,
+    images: np.ndarray,
+    masks: np.ndarray,
+    augs: int,
+    seed: int,
+    noise: float,
+    p_noise: float,
+    batch: int,
+) -> str:
+    """``"sha256:<hex>"`` identifying a feature bank: its settings, the exact training views
+    and masks, and the backbone's weights (:func:`afford.backbones.policy.tensor_digest`)."""
+    h = hashlib.sha256()
+    settings = {"augs": int(augs), "seed": int(seed), "noise": float(noise),
+                "p_noise": float(p_noise), "batch": int(batch), "shape": list(images.shape)}  # fmt: skip
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(masks, dtype=bool).tobytes())
+    h.update(tensor_digest(backbone.state_dict()).encode())
+    return f"sha256:{h.hexdigest()}"
+
+
+class _ChunkStore:
+    """The on-disk chunks of one feature bank (see :func:`build_feature_bank`)."""
+
+    FORMAT = "afford-feature-bank"
+
+    def __init__(self, root: Path, key: str, n_chunks: int, write_index: bool) -> None:
+        self.root, self.key, self.n_chunks, self.hits = root, key, n_chunks, 0
+        index = root / "index.json"
+        if index.is_file():
+            meta = read_json(index)
+            if not isinstance(meta, dict) or meta.get("format") != self.FORMAT:
+                raise AffordError(f"{index}: not a feature-bank index (format {self.FORMAT!r})")
+            if meta.get("fingerprint") != key:
+                raise AffordError(
+                    f"{root}: holds the feature bank of other settings, data or backbone "
+                    "weights; remove the folder or use another"
+                )
+        else:  # every rank writes its own chunks; rank 0 the index
+            root.mkdir(parents=True, exist_ok=True)
+        if write_index and not index.is_file():
+            write_json(index, {"format": self.FORMAT, "version": 1, "fingerprint": key,
+                               "chunks": [self.name(c) for c in range(n_chunks)]})  # fmt: skip
+
+    @staticmethod
+    def name(c: int) -> str:
+        return f"chunk_{c:06d}.safetensors"
+
+    def load(self, c: int) -> list[Tensor] | None:
+        """The maps of chunk ``c`` if it is on disk (complete by construction: atomic)."""
+        path = self.root / self.name(c)
+        if not path.is_file():
+            return None
+        try:
+            t = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise AffordError(f"{path}: unreadable feature-bank chunk ({exc}); remove it") from exc
+        self.hits += 1
+        return [t[f"layer{k}"] for k in range(len(t))]
+
+    def save(self, c: int, maps: list[Tensor]) -> None:
+        with atomic_path(self.root / self.name(c)) as tmp:
+            save_file({f"layer{k}": m.contiguous() for k, m in enumerate(maps)}, str(tmp))

@@ -218,12 +218,17 @@ def epoch_pairs(epoch: int, iters: int, pairs: int) -> list[list[tuple[int, int]
     return [[(epoch * iters + i, j) for j in range(pairs)] for i in range(iters)]
 
 
+#: Where a run keeps its feature-bank chunks (under ``train.out``; a resumed run reads them).
+FEATURE_BANK_DIR = "feature_bank"
+
+
 def feature_bank(
     cfg: CorrExperiment, data: TrainingSet, backbone: torch.nn.Module
 ) -> FeatureBank | None:
     """The :class:`FeatureBank` of a config's training set (None when
     ``sampling.feature_augs`` is 0); a function of (backbone, training views, seed,
-    augmentation settings) only, so the rows of an ablation with the same seed can share it."""
+    augmentation settings) only, so the rows of an ablation with the same seed can share it.
+    Its chunks are kept in ``<train.out>/feature_bank/``, so an interrupted build resumes."""
     s = cfg.sampling
     if not s.feature_augs:
         return None
@@ -236,6 +241,7 @@ def feature_bank(
         noise=s.noise,
         p_noise=s.p_noise,
         progress=cfg.train.progress,
+        cache_dir=Path(cfg.train.out) / FEATURE_BANK_DIR if cfg.train.out else None,
     )
 
 
