@@ -48,6 +48,7 @@ __all__ = [
     "pseudo_label_masks",
     "SIMULATED_DEFAULTS",
     "SimulatedBoxLabeler",
+    "keyed_rng",
 ]
 
 
@@ -349,7 +350,7 @@ SIMULATED_DEFAULTS: dict[str, float] = {
 }
 
 
-def _keyed_rng(*keys: int | str) -> np.random.Generator:
+def keyed_rng(*keys: int | str) -> np.random.Generator:
     """Generator for a tuple of keys (strings hashed with crc32): process independent."""
     return np.random.default_rng(
         [k if isinstance(k, int) else zlib.crc32(k.encode("utf-8")) for k in keys]
@@ -419,7 +420,7 @@ class SimulatedBoxLabeler:
         scale224 = 224.0 / max(h, w)
         true_box = self._box(sel)
         area = sel.sum() * scale224**2
-        rng = _keyed_rng(self.seed, int(view), key, "labeler")
+        rng = keyed_rng(self.seed, int(view), key, "labeler")
         others = [k for k in range(len(self.parts)) if k not in target and (pid == k).any()]
         out = np.full((samples, 4), np.nan)
         p_miss = (

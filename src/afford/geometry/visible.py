@@ -9,6 +9,8 @@ pixel of view j at the depth that view sees (spatial loss, Eq. 2).  Cameras are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -19,6 +21,7 @@ __all__ = [
     "match_to_cloud",
     "visible_cloud_points",
     "multiview_correspondences",
+    "pair_correspondences",
     "neighbour_view_pairs",
     "stratified_subsample",
 ]
@@ -131,9 +134,63 @@ def stratified_subsample(inside: np.ndarray, n: int, rng: np.random.Generator) -
 
 def neighbour_view_pairs(centres: np.ndarray, k: int) -> np.ndarray:
     """(P, 2) ordered view pairs: each view with its k nearest views by camera direction."""
-    d = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    d = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     ang = np.arccos(np.clip(d @ d.T, -1, 1))
     np.fill_diagonal(ang, np.inf)
     k = min(k, len(centres) - 1)
     near = np.argsort(ang, axis=1, kind="stable")[:, :k]
     return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
+
+
+def pair_correspondences(
+    pairs: np.ndarray,
+    points: np.ndarray,
+    K: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    depth: np.ndarray,
+    mask: np.ndarray,
+    budget: int,
+    pick: Callable[[int, int, np.ndarray], np.ndarray],
+    *,
+    candidates: Callable[[int, int], np.ndarray | None] | None = None,
+    part_id: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Multi-view correspondences of an asset's view pairs, at most ``budget`` per pair (Eq. 2).
+
+    For pair ``p = (i, j)``: :func:`multiview_correspondences` from view i to view j (on the
+    pixels ``candidates(p, i)`` when given, else every finite point); when more than
+    ``budget`` are found, ``pick(p, i, src)`` returns the indices kept.
+
+    Args:
+        pairs: (P, 2) view pairs (:func:`neighbour_view_pairs`).
+        points: (V, H, W, 3) surface points; K, R, t: (V, ...) cameras; depth: (V, H, W);
+            mask: (V, H, W) bool.
+        part_id: optional (V, H, W) part ids of the pixels (default: -1 for every match).
+
+    Returns:
+        src, dst: (M, 2) float32 ``(row, col)`` of view i / exact projections in view j,
+        the pairs one after another; offsets: (P + 1,) int64, pair p is
+        ``offsets[p]:offsets[p + 1]``; part: (M,) int16 part id of every src pixel.
+    """
+    srcs, dsts, offsets = [], [], [0]
+    for p, (i, j) in enumerate(pairs):
+        valid_i = None if candidates is None else candidates(p, i)
+        src, dst = multiview_correspondences(
+            points[i], K[j], R[j], t[j], depth[j], mask[j], valid_i=valid_i
+        )
+        if len(src) > budget:
+            keep = pick(p, i, src)
+            src, dst = src[keep], dst[keep]
+        srcs.append(src)
+        dsts.append(dst)
+        offsets.append(offsets[-1] + len(src))
+    src = np.concatenate(srcs).astype(np.float32) if srcs else np.zeros((0, 2), np.float32)
+    dst = np.concatenate(dsts).astype(np.float32) if dsts else np.zeros((0, 2), np.float32)
+    offsets = np.asarray(offsets, np.int64)
+    if part_id is not None and len(src):
+        src_view = np.asarray(pairs)[:, 0].repeat(np.diff(offsets))
+        part = part_id[src_view, src[:, 0].astype(int), src[:, 1].astype(int)].astype(np.int16)
+    else:
+        part = np.full(len(src), -1, np.int16)
+    return src, dst, offsets, part

@@ -53,10 +53,11 @@ from afford.data.io import (
 from afford.errors import AffordError, DataError, UsageError
 from afford.geometry.camera import backproject, sphere_cameras
 from afford.geometry.pseudolabel import PartQuery, PseudoLabelConfig, pseudo_label_masks
+from afford.geometry.pseudolabel import keyed_rng as _rng
 from afford.geometry.visible import (
     match_to_cloud,
-    multiview_correspondences,
     neighbour_view_pairs,
+    pair_correspondences,
     stratified_subsample,
 )
 from afford.prepare.assets import (
@@ -136,13 +137,6 @@ class PrepareConfig:
         return sphere_cameras(
             self.views, self.distance, self.fov_deg, s, s, tuple(self.elevation_deg)
         )
-
-
-def _rng(*keys: int | str) -> np.random.Generator:
-    """Generator for a tuple of keys (strings hashed with crc32): process independent."""
-    return np.random.default_rng(
-        [k if isinstance(k, int) else zlib.crc32(k.encode("utf-8")) for k in keys]
-    )
 
 
 def load_taxonomy(path: str | os.PathLike) -> Taxonomy:
@@ -281,11 +275,11 @@ def _prepare_one(
     # multi-view correspondences (spatial loss, Eq. 2): half inside the pseudo-labelled parts
     pseudo_any = (pseudo_mask & pseudo_valid[:, :, None, None]).any(axis=1)
     pairs = neighbour_view_pairs(r["centres"], cfg.neighbours)
-    srcs, dsts, offsets = [], [], [0]
     object_px = [np.argwhere(m) for m in mask]
-    for p, (i, j) in enumerate(pairs):
-        # candidates: a stratified random subset of view i's object pixels (a few times the
-        # budget, enough after the visibility test), then the budget from the visible ones
+
+    def candidates(p: int, i: int) -> np.ndarray:
+        # a stratified random subset of view i's object pixels (a few times the budget,
+        # enough after the visibility test), then the budget from the visible ones
         cand = object_px[i]
         inside = pseudo_any[i][cand[:, 0], cand[:, 1]]
         if len(cand) > 8 * cfg.corr_per_pair:
@@ -294,21 +288,16 @@ def _prepare_one(
             ]
         valid_i = np.zeros_like(mask[i])
         valid_i[cand[:, 0], cand[:, 1]] = True
-        s_, d_ = multiview_correspondences(
-            pts[i], K[j], R[j], t[j], depth[j], mask[j], valid_i=valid_i
-        )
-        if len(s_) > cfg.corr_per_pair:
-            keep = stratified_subsample(
-                pseudo_any[i][s_[:, 0], s_[:, 1]], cfg.corr_per_pair, _rng(cfg.seed, aid, "mv", p)
-            )
-            s_, d_ = s_[keep], d_[keep]
-        srcs.append(s_)
-        dsts.append(d_)
-        offsets.append(offsets[-1] + len(s_))
-    mv_src = np.concatenate(srcs).astype(np.float32)
-    mv_dst = np.concatenate(dsts).astype(np.float32)
-    src_view = pairs[:, 0].repeat(np.diff(offsets))
-    mv_part = part_id[src_view, mv_src[:, 0].astype(int), mv_src[:, 1].astype(int)]
+        return valid_i
+
+    def pick(p: int, i: int, s_: np.ndarray) -> np.ndarray:
+        inside = pseudo_any[i][s_[:, 0], s_[:, 1]]
+        return stratified_subsample(inside, cfg.corr_per_pair, _rng(cfg.seed, aid, "mv", p))
+
+    mv_src, mv_dst, offsets, mv_part = pair_correspondences(
+        pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick,
+        candidates=candidates, part_id=part_id,
+    )  # fmt: skip
 
     tmp = root / "assets" / f".tmp-{aid}"
     if tmp.exists():
@@ -337,10 +326,10 @@ def _prepare_one(
     write_npz(
         tmp / "multiview.npz",
         view_pairs=pairs,
-        offsets=np.asarray(offsets, np.int64),
+        offsets=offsets,
         src=mv_src,
         dst=mv_dst,
-        part=mv_part.astype(np.int16),
+        part=mv_part,
     )
     record = {
         "category": category,

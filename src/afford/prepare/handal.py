@@ -49,7 +49,12 @@ from afford.data.io import (
 from afford.errors import DataError, UsageError
 from afford.geometry.camera import camera_directions
 from afford.geometry.pseudolabel import PartQuery, pseudo_label_masks
-from afford.geometry.visible import NN_TOL, match_to_cloud, multiview_correspondences
+from afford.geometry.visible import (
+    NN_TOL,
+    match_to_cloud,
+    neighbour_view_pairs,
+    pair_correspondences,
+)
 
 CROP = 224
 
@@ -347,16 +352,6 @@ def _crop_camera(K: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     return A @ np.asarray(K, np.float64)
 
 
-def _neighbour_pairs(centres: np.ndarray, k: int) -> np.ndarray:
-    """(P, 2) ordered view pairs: each view with its k nearest views by camera direction."""
-    d = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    ang = np.arccos(np.clip(d @ d.T, -1, 1))
-    np.fill_diagonal(ang, np.inf)
-    k = min(k, len(centres) - 1)
-    near = np.argsort(ang, axis=1, kind="stable")[:, :k]
-    return np.stack([np.repeat(np.arange(len(centres)), k), near.ravel()], 1).astype(np.int32)
-
-
 def _prepare_out(out: Path, overwrite: bool) -> Path:
     out = output_dir(out, overwrite=overwrite, markers=("dataset.json",))
     if overwrite:
@@ -453,24 +448,18 @@ def _convert_object(
 
     # multi-view correspondences (spatial loss), a seeded subsample per view pair
     centres = -np.einsum("vji,vj->vi", R, t)  # camera centres -R^T t (object frame)
-    pairs = _neighbour_pairs(centres, cfg.neighbours) if n_views > 1 else np.zeros((0, 2), np.int32)
-    srcs, dsts, offsets = [], [], [0]
-    for p, (i, j) in enumerate(pairs):
-        src, dst = multiview_correspondences(pts[i], K[j], R[j], t[j], depth[j], mask[j])
-        if len(src) > cfg.corr_per_pair:
-            rng = np.random.default_rng([cfg.seed, obj_id, p])
-            keep = np.sort(rng.choice(len(src), cfg.corr_per_pair, replace=False))
-            src, dst = src[keep], dst[keep]
-        srcs.append(src)
-        dsts.append(dst)
-        offsets.append(offsets[-1] + len(src))
-    src = np.concatenate(srcs).astype(np.float32) if srcs else np.zeros((0, 2), np.float32)
-    dst = np.concatenate(dsts).astype(np.float32) if dsts else np.zeros((0, 2), np.float32)
-    src_view = pairs[:, 0].repeat(np.diff(offsets)) if len(pairs) else np.zeros(0, int)
-    if has_parts and len(src):
-        part_of_src = arrays["part_id"][src_view, src[:, 0].astype(int), src[:, 1].astype(int)]
-    else:
-        part_of_src = np.full(len(src), -1, np.int16)
+    pairs = (
+        neighbour_view_pairs(centres, cfg.neighbours) if n_views > 1 else np.zeros((0, 2), np.int32)
+    )
+
+    def pick(p: int, i: int, src: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng([cfg.seed, obj_id, p])
+        return np.sort(rng.choice(len(src), cfg.corr_per_pair, replace=False))
+
+    src, dst, offsets, part_of_src = pair_correspondences(
+        pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick,
+        part_id=arrays["part_id"] if has_parts else None,
+    )  # fmt: skip
 
     base = out / "assets" / aid
     write_npz(
@@ -494,10 +483,10 @@ def _convert_object(
     write_npz(
         base / "multiview.npz",
         view_pairs=pairs,
-        offsets=np.asarray(offsets, np.int64),
+        offsets=offsets,
         src=src,
         dst=dst,
-        part=part_of_src.astype(np.int16),
+        part=part_of_src,
     )
     record = {
         "category": category,

@@ -43,7 +43,8 @@ from afford.geometry.pseudolabel import (
     SimulatedBoxLabeler,
     pseudo_label_masks,
 )
-from afford.geometry.visible import match_to_cloud, multiview_correspondences
+from afford.geometry.pseudolabel import keyed_rng as _rng
+from afford.geometry.visible import match_to_cloud, pair_correspondences
 from afford.geometry.visible import neighbour_view_pairs as _neighbour_pairs
 from afford.geometry.visible import stratified_subsample as _stratified
 from afford.synth.assets import CATEGORIES, make_asset
@@ -156,11 +157,6 @@ class CorrSynthConfig:
 
 def _crc(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
-
-
-def _rng(*keys: int | str) -> np.random.Generator:
-    """Generator for a tuple of keys (strings hashed with crc32): process independent."""
-    return np.random.default_rng([k if isinstance(k, int) else _crc(k) for k in keys])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,21 +319,14 @@ def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[s
     pseudo_any = (pseudo_mask & pseudo_valid[:, :, None, None]).any(axis=1)
     centres = np.stack([c.center for c in cams])
     pairs = _neighbour_pairs(centres, cfg.neighbours)
-    srcs, dsts, offsets = [], [], [0]
-    for p, (i, j) in enumerate(pairs):
-        src, dst = multiview_correspondences(pts[i], K[j], R[j], t[j], depth[j], mask[j])
-        if len(src) > cfg.corr_per_pair:
-            keep = _stratified(
-                pseudo_any[i][src[:, 0], src[:, 1]], cfg.corr_per_pair, _rng(job["seed"], "mv", p)
-            )
-            src, dst = src[keep], dst[keep]
-        srcs.append(src)
-        dsts.append(dst)
-        offsets.append(offsets[-1] + len(src))
-    src = np.concatenate(srcs).astype(np.float32)
-    dst = np.concatenate(dsts).astype(np.float32)
-    src_view = pairs[:, 0].repeat(np.diff(offsets))
-    part_of_src = part_id[src_view, src[:, 0].astype(int), src[:, 1].astype(int)]
+
+    def pick(p: int, i: int, src: np.ndarray) -> np.ndarray:
+        inside = pseudo_any[i][src[:, 0], src[:, 1]]
+        return _stratified(inside, cfg.corr_per_pair, _rng(job["seed"], "mv", p))
+
+    src, dst, offsets, part_of_src = pair_correspondences(
+        pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick, part_id=part_id
+    )
 
     base = root_p / "assets" / aid
     write_npz(
@@ -357,10 +346,10 @@ def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[s
     write_npz(
         base / "multiview.npz",
         view_pairs=pairs,
-        offsets=np.asarray(offsets, np.int64),
+        offsets=offsets,
         src=src,
         dst=dst,
-        part=part_of_src.astype(np.int16),
+        part=part_of_src,
     )
     frames = {f: _function_frame(asset, f).tolist() for f in functions}
     record = {
