@@ -1,4 +1,6 @@
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,28 +11,9 @@ from afford.errors import AffordError
 from afford.geometry.curation import curate_pair
 from afford.prepare.handal import HandalDataset
 
-K = np.array([[220.0, 0, 64], [0, 220.0, 48], [0, 0, 1]])
-H, W = 96, 128
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def _rot(ay, ax):
-    cy, sy, cx, sx = np.cos(ay), np.sin(ay), np.cos(ax), np.sin(ax)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    return rx @ ry
-
-
-def _cast(mesh, R, t):
-    rr, cc = np.mgrid[0:H, 0:W]
-    pix = np.stack([cc.ravel(), rr.ravel(), np.ones(H * W)], 1)
-    dirs = (np.linalg.inv(K) @ pix.T).T @ R
-    origin = -R.T @ t
-    loc, ray, _ = mesh.ray.intersects_location(
-        np.repeat(origin[None], len(dirs), 0), dirs, multiple_hits=False
-    )
-    out = np.full((H * W, 3), np.nan)
-    out[ray] = loc
-    return out.reshape(H, W, 3)
+from tiny_bop import K, cast, rot  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +27,8 @@ def bop(tmp_path_factory):
     scene = root / "test/000001"
     gt, cams = {}, {}
     for im, (ay, ax) in enumerate([(0.5, 0.3), (-0.4, 0.5)]):
-        R, t = _rot(ay, ax), np.array([0.0, 0.0, 420.0])
-        pts = _cast(mesh, R, t)
+        R, t = rot(ay, ax), np.array([0.0, 0.0, 420.0])
+        pts = cast(mesh, R, t)
         vis = np.isfinite(pts).all(-1)
         write_image(
             scene / f"rgb/{im:06d}.png", (vis[..., None] * 200).astype(np.uint8).repeat(3, 2)
