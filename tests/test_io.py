@@ -6,8 +6,9 @@ import stat
 import pytest
 import torch
 
-from afford.data.io import atomic_path, write_json, write_text
+from afford.data.io import atomic_path, read_format_json, write_json, write_text
 from afford.engine import load_checkpoint, save_checkpoint
+from afford.errors import DataError, UsageError
 
 
 def test_atomic_writes_get_the_usual_mode(tmp_path):
@@ -87,3 +88,19 @@ class _Fixed:
 
     def parse_args(self, argv):
         return self.args
+
+
+def test_read_format_json_checks_format_and_version(tmp_path):
+    path = tmp_path / "f.json"
+    with pytest.raises(UsageError, match=r"^--thing x: file not found$"):
+        read_format_json(path, "afford-x", 1, "--thing x")
+    for obj, msg in (
+        ([], "expected a JSON object at the top level"),
+        ({"format": "y", "format_version": 1}, "format: expected 'afford-x', got 'y'"),
+        ({"format": "afford-x", "format_version": 2}, "format_version: expected 1, got 2"),
+    ):
+        write_json(path, obj)
+        with pytest.raises(DataError, match=f"^{path}: {msg}$".replace("[", r"\[")):
+            read_format_json(path, "afford-x", 1, "--thing x")
+    write_json(path, {"format": "afford-x", "format_version": 1, "a": 2})
+    assert read_format_json(path, "afford-x", 1, "--thing x")["a"] == 2

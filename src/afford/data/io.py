@@ -154,6 +154,25 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
+def read_format_json(path: Path, fmt: str, version: int, arg: str) -> dict[str, Any]:
+    """Read a versioned afford JSON file: an object whose ``format`` is ``fmt`` and whose
+    ``format_version`` is ``version``. ``arg`` names the file in the not-found error (e.g.
+    ``"--alignments a.json"``, a UsageError); the other errors are DataErrors naming ``path``."""
+    if not path.is_file():
+        raise UsageError(f"{arg}: file not found")
+    data = read_json(path)
+    where = str(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a JSON object at the top level")
+    if data.get("format") != fmt:
+        raise DataError(f"{where}: format: expected {fmt!r}, got {data.get('format')!r}")
+    if data.get("format_version") != version:
+        raise DataError(
+            f"{where}: format_version: expected {version}, got {data.get('format_version')!r}"
+        )
+    return data
+
+
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Atomically write a compressed ``.npz`` (deterministic bytes for identical arrays)."""
     buf = io.BytesIO()

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from afford.data.correspondence import CorrespondenceDataset
 from afford.data.crops import crop_array
-from afford.data.io import read_json, write_json, write_npz
+from afford.data.io import read_format_json, read_json, write_json, write_npz
 from afford.errors import AffordError, DataError, UsageError
 from afford.geometry.camera import backproject
 from afford.geometry.curation import MAX_POINTS, curate_pair
@@ -140,21 +140,8 @@ def _rigid(T: np.ndarray, where: str) -> np.ndarray:
 def read_alignments(path: str | os.PathLike) -> list[AlignedPair]:
     """Parse an alignments JSON (docs/eval-pairs.md); errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--alignments {path}: file not found")
-    data = read_json(path)
+    data = read_format_json(path, ALIGNMENTS_FORMAT, ALIGNMENTS_VERSION, f"--alignments {path}")
     where = str(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: expected a JSON object at the top level")
-    if data.get("format") != ALIGNMENTS_FORMAT:
-        raise DataError(
-            f"{where}: format: expected {ALIGNMENTS_FORMAT!r}, got {data.get('format')!r}"
-        )
-    if data.get("format_version") != ALIGNMENTS_VERSION:
-        raise DataError(
-            f"{where}: format_version: expected {ALIGNMENTS_VERSION}, got "
-            f"{data.get('format_version')!r}"
-        )
     unknown_top = sorted(set(data) - {"format", "format_version", "frame", "pairs", "notes"})
     if unknown_top:
         raise DataError(f"{where}: unknown top-level keys {unknown_top}")

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from afford.data.io import read_json
+from afford.data.io import read_format_json
 from afford.errors import DataError, UsageError
 from afford.geometry.pseudolabel import BoxLabeler, PartQuery, SimulatedBoxLabeler
 
@@ -412,21 +412,10 @@ class BoxesFileLabelers:
 
     def __init__(self, path: str | os.PathLike, *, samples: int = 4) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UsageError(f"--labeler boxes:{path}: file not found")
-        data = read_json(self.path)
+        data = read_format_json(
+            self.path, BOXES_FORMAT, BOXES_FORMAT_VERSION, f"--labeler boxes:{path}"
+        )
         where = str(self.path)
-        if not isinstance(data, dict):
-            raise DataError(f"{where}: expected a JSON object at the top level")
-        if data.get("format") != BOXES_FORMAT:
-            raise DataError(
-                f"{where}: format: expected {BOXES_FORMAT!r}, got {data.get('format')!r}"
-            )
-        if data.get("format_version") != BOXES_FORMAT_VERSION:
-            raise DataError(
-                f"{where}: format_version: expected {BOXES_FORMAT_VERSION}, got "
-                f"{data.get('format_version')!r}"
-            )
         unknown = sorted(
             set(data)
             - {"format", "format_version", "labeler", "units", "pixel_origin", "assets", "notes"}
