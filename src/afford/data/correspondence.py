@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from afford.data.crops import crop_array, crop_image, view_to_crop
-from afford.data.io import read_image, read_json, read_npz
+from afford.data.io import read_image, read_json, read_npz, write_npz
 from afford.errors import AffordError, DataError
 
 FORMAT = "afford-correspondence"
@@ -32,6 +32,27 @@ ASSET_ID = re.compile(r"^[a-z0-9_-]+$")
 VIEWS_REQUIRED = ("K", "R", "t", "mask", "pseudo_mask", "pseudo_valid", "crop_box")
 MULTIVIEW_REQUIRED = ("view_pairs", "offsets", "src", "dst")
 EVAL_REQUIRED = ("points1", "points2", "mask1", "mask2", "crop_box1", "crop_box2")
+
+
+def write_asset_arrays(
+    folder: Path,
+    aid: str,
+    views: dict[str, np.ndarray],
+    geometry: dict[str, np.ndarray],
+    pairs: np.ndarray,
+    correspondences: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, str]:
+    """Write an asset's ``views.npz``, ``geometry.npz`` and ``multiview.npz`` into ``folder``
+    (docs/correspondence-format.md); ``correspondences`` is ``(src, dst, offsets, part)`` of
+    :func:`afford.geometry.visible.pair_correspondences` for the (P, 2) view ``pairs``.
+    Returns the record's paths ``{"views": "assets/<aid>/views.npz", ...}``."""
+    src, dst, offsets, part = correspondences
+    write_npz(folder / "views.npz", **views)
+    write_npz(folder / "geometry.npz", **geometry)
+    write_npz(
+        folder / "multiview.npz", view_pairs=pairs, offsets=offsets, src=src, dst=dst, part=part
+    )
+    return {name: f"assets/{aid}/{name}.npz" for name in ("views", "geometry", "multiview")}
 
 
 def crop_masks(masks: np.ndarray, box: np.ndarray, size: int = 224) -> np.ndarray:

@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from afford import __version__
+from afford.data.correspondence import write_asset_arrays
 from afford.data.crops import square_crop_box
 from afford.data.io import (
     output_dir,
@@ -47,7 +48,6 @@ from afford.data.io import (
     read_npz,
     write_image,
     write_json,
-    write_npz,
     write_text,
 )
 from afford.errors import AffordError, DataError, UsageError
@@ -294,7 +294,7 @@ def _prepare_one(
         inside = pseudo_any[i][s_[:, 0], s_[:, 1]]
         return stratified_subsample(inside, cfg.corr_per_pair, _rng(cfg.seed, aid, "mv", p))
 
-    mv_src, mv_dst, offsets, mv_part = pair_correspondences(
+    mv = pair_correspondences(
         pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick,
         candidates=candidates, part_id=part_id,
     )  # fmt: skip
@@ -316,20 +316,13 @@ def _prepare_one(
             [np.isin(part_id, [parts.index(p) for p in function_parts[f]]) for f in functions],
             axis=1,
         )
-    write_npz(tmp / "views.npz", **views)
-    write_npz(
-        tmp / "geometry.npz",
-        depth=depth,
-        surface_points=cloud,
-        surface_part=surface_part,
-    )
-    write_npz(
-        tmp / "multiview.npz",
-        view_pairs=pairs,
-        offsets=offsets,
-        src=mv_src,
-        dst=mv_dst,
-        part=mv_part,
+    files = write_asset_arrays(
+        tmp,
+        aid,
+        views,
+        dict(depth=depth, surface_points=cloud, surface_part=surface_part),
+        pairs,
+        mv,
     )
     record = {
         "category": category,
@@ -337,9 +330,7 @@ def _prepare_one(
         "n_views": V,
         "image_size": [cfg.image_size, cfg.image_size],
         "rgb": rgb_paths,
-        "views": f"assets/{aid}/views.npz",
-        "geometry": f"assets/{aid}/geometry.npz",
-        "multiview": f"assets/{aid}/multiview.npz",
+        **files,
         "parts": parts,
         "functions": functions,
         "function_parts": function_parts,
@@ -356,7 +347,7 @@ def _prepare_one(
         )  # fmt: skip
     stats = {
         "views_touching_border": int(edge.sum()),
-        "multiview_correspondences": int(len(mv_src)),
+        "multiview_correspondences": int(len(mv[0])),
         "pseudo_valid": int(pseudo_valid.sum()),
         "pseudo_total": int(pseudo_valid.size),
     }

@@ -36,6 +36,7 @@ import trimesh
 from tqdm.auto import tqdm
 
 from afford import __version__
+from afford.data.correspondence import write_asset_arrays
 from afford.data.crops import crop_array, crop_image, square_crop_box
 from afford.data.io import (
     output_dir,
@@ -44,7 +45,6 @@ from afford.data.io import (
     read_json,
     write_image,
     write_json,
-    write_npz,
 )
 from afford.errors import DataError, UsageError
 from afford.geometry.camera import camera_directions
@@ -456,47 +456,24 @@ def _convert_object(
         rng = np.random.default_rng([cfg.seed, obj_id, p])
         return np.sort(rng.choice(len(src), cfg.corr_per_pair, replace=False))
 
-    src, dst, offsets, part_of_src = pair_correspondences(
+    mv = pair_correspondences(
         pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick,
         part_id=arrays["part_id"] if has_parts else None,
     )  # fmt: skip
 
-    base = out / "assets" / aid
-    write_npz(
-        base / "views.npz",
-        K=K,
-        R=R,
-        t=t,
-        mask=mask,
-        pseudo_mask=pseudo_mask,
-        pseudo_valid=pseudo_valid,
-        boxes=boxes,
-        crop_box=np.tile(np.array([0, 0, CROP], np.int32), (n_views, 1)),
-        **arrays,
-    )
-    write_npz(
-        base / "geometry.npz",
-        depth=depth,
-        surface_points=cloud.astype(np.float32),
-        surface_part=surface_part,
-    )
-    write_npz(
-        base / "multiview.npz",
-        view_pairs=pairs,
-        offsets=offsets,
-        src=src,
-        dst=dst,
-        part=part_of_src,
-    )
+    view_arrays = dict(
+        K=K, R=R, t=t, mask=mask, pseudo_mask=pseudo_mask, pseudo_valid=pseudo_valid,
+        boxes=boxes, crop_box=np.tile(np.array([0, 0, CROP], np.int32), (n_views, 1)), **arrays,
+    )  # fmt: skip
+    geometry = dict(depth=depth, surface_points=cloud.astype(np.float32), surface_part=surface_part)
+    files = write_asset_arrays(out / "assets" / aid, aid, view_arrays, geometry, pairs, mv)
     record = {
         "category": category,
         "split": "test",
         "n_views": n_views,
         "image_size": [CROP, CROP],
         "rgb": rgbs,
-        "views": f"assets/{aid}/views.npz",
-        "geometry": f"assets/{aid}/geometry.npz",
-        "multiview": f"assets/{aid}/multiview.npz",
+        **files,
         "functions": [cfg.function],
         "function_parts": {cfg.function: [cfg.part]},
         # x_normalised = scale * (x_model - center), model units (BOP: mm)

@@ -32,6 +32,7 @@ import trimesh
 from tqdm.auto import tqdm
 
 from afford import __version__
+from afford.data.correspondence import write_asset_arrays
 from afford.data.crops import crop_array, crop_image, square_crop_box
 from afford.data.io import read_image, read_json, read_npz, write_image, write_json, write_npz
 from afford.errors import AffordError
@@ -324,33 +325,16 @@ def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[s
         inside = pseudo_any[i][src[:, 0], src[:, 1]]
         return _stratified(inside, cfg.corr_per_pair, _rng(job["seed"], "mv", p))
 
-    src, dst, offsets, part_of_src = pair_correspondences(
+    mv = pair_correspondences(
         pairs, pts, K, R, t, depth, mask, cfg.corr_per_pair, pick, part_id=part_id
     )
 
-    base = root_p / "assets" / aid
-    write_npz(
-        base / "views.npz",
-        K=K,
-        R=R,
-        t=t,
-        mask=mask,
-        part_id=part_id,
-        gt_mask=gt_mask,
-        pseudo_mask=pseudo_mask,
-        pseudo_valid=pseudo_valid,
-        boxes=boxes,
-        crop_box=crop_box,
-    )
-    write_npz(base / "geometry.npz", depth=depth, surface_points=cloud, surface_part=surface_part)
-    write_npz(
-        base / "multiview.npz",
-        view_pairs=pairs,
-        offsets=offsets,
-        src=src,
-        dst=dst,
-        part=part_of_src,
-    )
+    views = dict(
+        K=K, R=R, t=t, mask=mask, part_id=part_id, gt_mask=gt_mask, pseudo_mask=pseudo_mask,
+        pseudo_valid=pseudo_valid, boxes=boxes, crop_box=crop_box,
+    )  # fmt: skip
+    geometry = dict(depth=depth, surface_points=cloud, surface_part=surface_part)
+    files = write_asset_arrays(root_p / "assets" / aid, aid, views, geometry, pairs, mv)
     frames = {f: _function_frame(asset, f).tolist() for f in functions}
     record = {
         "category": job["category"],
@@ -359,9 +343,7 @@ def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[s
         "n_views": n_views,
         "image_size": [size, size],
         "rgb": rgb_paths,
-        "views": f"assets/{aid}/views.npz",
-        "geometry": f"assets/{aid}/geometry.npz",
-        "multiview": f"assets/{aid}/multiview.npz",
+        **files,
         "parts": parts,
         "functions": functions,
         "function_parts": function_parts,
@@ -374,7 +356,7 @@ def _write_asset(job: dict[str, Any], cfg: CorrSynthConfig, root: str) -> dict[s
             union = (pseudo_mask[v, fi] | gt_mask[v, fi]).sum()
             gt_iou.append(inter / max(union, 1))
     stats = {
-        "multiview_correspondences": int(len(src)),
+        "multiview_correspondences": int(len(mv[0])),
         "pseudo_valid": int(pseudo_valid.sum()),
         "pseudo_total": int(pseudo_valid.size),
         "pseudo_iou_sum": float(np.sum(gt_iou)),
