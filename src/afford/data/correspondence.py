@@ -55,6 +55,55 @@ def write_asset_arrays(
     return {name: f"assets/{aid}/{name}.npz" for name in ("views", "geometry", "multiview")}
 
 
+def write_eval_pair(
+    root: Path,
+    pair_id: str,
+    split: str,
+    function: str,
+    assets: tuple[str, str],
+    cross_category: bool,
+    pair: Any,
+    masks: tuple[np.ndarray, np.ndarray],
+    part_masks: tuple[np.ndarray, np.ndarray],
+    crop_boxes: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Write ``<root>/eval/<pair_id>.npz`` of a curated pair (docs/correspondence-format.md)
+    and return its ``eval_pairs.json`` entry.
+
+    Args:
+        assets: (source, target) asset ids.
+        pair: an :class:`afford.geometry.curation.CuratedPair` (views, points, xyz, T).
+        masks, part_masks: (source, target) (224, 224) crop masks of the pair's views.
+        crop_boxes: (source, target) ``[top, left, side]`` crop boxes of the pair's views.
+    """
+    sv, tv = pair.source_view, pair.target_view
+    rel = f"eval/{pair_id}.npz"
+    write_npz(
+        root / rel,
+        points1=pair.points1,
+        points2=pair.points2,
+        mask1=masks[0],
+        mask2=masks[1],
+        part_mask1=part_masks[0],
+        part_mask2=part_masks[1],
+        crop_box1=crop_boxes[0].astype(np.int32),
+        crop_box2=crop_boxes[1].astype(np.int32),
+        xyz1=pair.xyz1,
+        xyz2=pair.xyz2,
+        T=pair.T,
+    )
+    return {
+        "id": pair_id,
+        "split": split,
+        "function": function,
+        "source": {"asset": assets[0], "view": sv},
+        "target": {"asset": assets[1], "view": tv},
+        "cross_category": bool(cross_category),
+        "n_points": len(pair.points1),
+        "file": rel,
+    }
+
+
 def crop_masks(masks: np.ndarray, box: np.ndarray, size: int = 224) -> np.ndarray:
     """Nearest-neighbour crop of stacked boolean masks (...,H,W) -> (...,S,S) (outside False)."""
     lead = masks.shape[:-2]

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from afford.data.correspondence import CorrespondenceDataset
+from afford.data.correspondence import CorrespondenceDataset, write_eval_pair
 from afford.data.crops import crop_array
-from afford.data.io import read_format_json, read_json, write_json, write_npz
+from afford.data.io import read_format_json, read_json, write_json
 from afford.errors import AffordError, DataError, UsageError
 from afford.geometry.camera import backproject
 from afford.geometry.curation import MAX_POINTS, curate_pair
@@ -458,33 +458,19 @@ def write_eval_pairs(
             failed.append(pid)
             continue
         sv, tv = pair.source_view, pair.target_view
-        rel = f"eval/{pid}.npz"
-        write_npz(
-            root / rel,
-            points1=pair.points1,
-            points2=pair.points2,
-            mask1=a["mask"][sv],
-            mask2=b["mask"][tv],
-            part_mask1=_pixel_part_masks(a, sv),
-            part_mask2=_pixel_part_masks(b, tv),
-            crop_box1=a["crop_box"][sv].astype(np.int32),
-            crop_box2=b["crop_box"][tv].astype(np.int32),
-            xyz1=pair.xyz1,
-            xyz2=pair.xyz2,
-            T=pair.T,
+        entry = write_eval_pair(
+            root,
+            pid,
+            split,
+            p.function,
+            (p.source, p.target),
+            a["category"] != b["category"],
+            pair,
+            (a["mask"][sv], b["mask"][tv]),
+            (_pixel_part_masks(a, sv), _pixel_part_masks(b, tv)),
+            (a["crop_box"][sv], b["crop_box"][tv]),
         )
-        entries.append(
-            {
-                "id": pid,
-                "split": split,
-                "function": p.function,
-                "source": {"asset": p.source, "view": sv},
-                "target": {"asset": p.target, "view": tv},
-                "cross_category": a["category"] != b["category"],
-                "n_points": len(pair.points1),
-                "file": rel,
-            }
-        )
+        entries.append(entry)
     if not entries:
         raise DataError(
             f"alignments: none of the {len(plan)} pairs has visible part points in both assets "

@@ -32,9 +32,9 @@ import trimesh
 from tqdm.auto import tqdm
 
 from afford import __version__
-from afford.data.correspondence import write_asset_arrays
+from afford.data.correspondence import write_asset_arrays, write_eval_pair
 from afford.data.crops import crop_array, crop_image, square_crop_box
-from afford.data.io import read_image, read_json, read_npz, write_image, write_json, write_npz
+from afford.data.io import read_image, read_json, read_npz, write_image, write_json
 from afford.errors import AffordError
 from afford.geometry.camera import Camera, backproject, sphere_cameras
 from afford.geometry.curation import curate_pair
@@ -500,31 +500,21 @@ def _curate(job: dict[str, Any], cfg: CorrSynthConfig, root: str, records: dict)
     if pair is None:
         return None
     sv, tv = pair.source_view, pair.target_view
-    rel = f"eval/{job['id']}.npz"
-    write_npz(
-        root_p / rel,
-        points1=pair.points1,
-        points2=pair.points2,
-        mask1=crop_array(a["mask"][sv], a["crop_box"][sv], 224, False),
-        mask2=crop_array(b["mask"][tv], b["crop_box"][tv], 224, False),
-        part_mask1=a["gt_crop"][sv],
-        part_mask2=b["gt_crop"][tv],
-        crop_box1=a["crop_box"][sv].astype(np.int32),
-        crop_box2=b["crop_box"][tv].astype(np.int32),
-        xyz1=pair.xyz1,
-        xyz2=pair.xyz2,
-        T=pair.T,
+    return write_eval_pair(
+        root_p,
+        job["id"],
+        job["split"],
+        f,
+        (job["source"], job["target"]),
+        job["cross_category"],
+        pair,
+        (
+            crop_array(a["mask"][sv], a["crop_box"][sv], 224, False),
+            crop_array(b["mask"][tv], b["crop_box"][tv], 224, False),
+        ),
+        (a["gt_crop"][sv], b["gt_crop"][tv]),
+        (a["crop_box"][sv], b["crop_box"][tv]),
     )
-    return {
-        "id": job["id"],
-        "split": job["split"],
-        "function": f,
-        "source": {"asset": job["source"], "view": sv},
-        "target": {"asset": job["target"], "view": tv},
-        "cross_category": bool(job["cross_category"]),
-        "n_points": len(pair.points1),
-        "file": rel,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
