@@ -6,7 +6,7 @@ import stat
 import pytest
 import torch
 
-from afford.data.io import atomic_path, read_format_json, write_json, write_text
+from afford.data.io import atomic_path, read_format_json, remove_entries, write_json, write_text
 from afford.engine import load_checkpoint, save_checkpoint
 from afford.errors import DataError, UsageError
 
@@ -104,3 +104,12 @@ def test_read_format_json_checks_format_and_version(tmp_path):
             read_format_json(path, "afford-x", 1, "--thing x")
     write_json(path, {"format": "afford-x", "format_version": 1, "a": 2})
     assert read_format_json(path, "afford-x", 1, "--thing x")["a"] == 2
+
+
+def test_remove_entries_deletes_only_the_named_files_and_folders(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.txt").write_text("x")
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "keep.txt").write_text("k")
+    remove_entries(tmp_path, ["sub", "a.json", "missing"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

@@ -10,9 +10,10 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,17 @@ def output_dir(
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"{arg}: {out} is not writable")
     return out
+
+
+def remove_entries(folder: Path, names: Iterable[str]) -> None:
+    """Delete the files and folders ``folder / name`` that exist (``--overwrite`` clearing
+    the outputs a writer owns, and only those)."""
+    for name in names:
+        p = folder / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from afford.data.io import (
     read_image,
     read_json,
     read_npz,
+    remove_entries,
     write_image,
     write_json,
     write_text,
@@ -518,19 +519,9 @@ def _open_out(out: Path, state: dict, overwrite: bool) -> None:
             "or empty folder (or pass --overwrite)"
         )
     if overwrite:
-        for name in (
-            "dataset.json",
-            "eval_pairs.json",
-            "eval",
-            FAILURES_FILE,
-            "assets",
-            STATE_FILE,
-        ):
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        remove_entries(
+            out, ("dataset.json", "eval_pairs.json", "eval", FAILURES_FILE, "assets", STATE_FILE)
+        )
     write_json(state_path, state)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from afford.data.io import (
     read_gray,
     read_image,
     read_json,
+    remove_entries,
     write_image,
     write_json,
 )
@@ -355,12 +355,7 @@ def _crop_camera(K: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
 def _prepare_out(out: Path, overwrite: bool) -> Path:
     out = output_dir(out, overwrite=overwrite, markers=("dataset.json",))
     if overwrite:
-        for name in _OWNED:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        remove_entries(out, _OWNED)
     return out
 
 

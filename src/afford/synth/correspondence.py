@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import shutil
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +33,14 @@ from tqdm.auto import tqdm
 from afford import __version__
 from afford.data.correspondence import write_asset_arrays, write_eval_pair
 from afford.data.crops import crop_array, crop_image, square_crop_box
-from afford.data.io import read_image, read_json, read_npz, write_image, write_json
+from afford.data.io import (
+    read_image,
+    read_json,
+    read_npz,
+    remove_entries,
+    write_image,
+    write_json,
+)
 from afford.errors import AffordError
 from afford.geometry.camera import Camera, backproject, sphere_cameras
 from afford.geometry.curation import curate_pair
@@ -623,12 +629,7 @@ def _prepare_out(root: Path) -> None:
                 "dataset; choose a new or empty directory"
             )
         log.info("replacing the correspondence dataset in %s", root)
-        for name in OWNED:
-            path = root / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        remove_entries(root, OWNED)
     root.mkdir(parents=True, exist_ok=True)
 
 
