@@ -34,6 +34,25 @@ MULTIVIEW_REQUIRED = ("view_pairs", "offsets", "src", "dst")
 EVAL_REQUIRED = ("points1", "points2", "mask1", "mask2", "crop_box1", "crop_box2")
 
 
+def dataset_index(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``dataset.json`` fields that index a dataset's asset ``records`` (id -> record):
+    format, version, sorted categories and functions, asset ids per split, eval file."""
+    return {
+        "format": FORMAT,
+        "format_version": 1,
+        "categories": sorted({r["category"] for r in records.values()}),
+        "functions": sorted({f for r in records.values() for f in r["functions"]}),
+        "splits": {s: [a for a in sorted(records) if records[a]["split"] == s] for s in SPLITS},
+        "eval_pairs": "eval_pairs.json",
+    }
+
+
+def eval_index(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``eval_pairs.json`` content listing the evaluation pair ``entries``
+    (:func:`write_eval_pair`), 224 crops."""
+    return {"format": EVAL_FORMAT, "format_version": 1, "crop_size": 224, "pairs": entries}
+
+
 def write_asset_arrays(
     folder: Path,
     aid: str,

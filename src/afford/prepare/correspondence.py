@@ -39,7 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from afford import __version__
-from afford.data.correspondence import write_asset_arrays
+from afford.data.correspondence import dataset_index, eval_index, write_asset_arrays
 from afford.data.crops import square_crop_box
 from afford.data.io import (
     output_dir,
@@ -661,16 +661,12 @@ def prepare_correspondence(
 
 
 def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
-    splits = {
-        s: [a for a in sorted(records) if records[a]["split"] == s]
-        for s in ("train", "val", "test")
-    }
+    index = dataset_index(records)
     pcfg = PseudoLabelConfig(**cfg.pseudo)
     n_valid = sum(s["pseudo_valid"] for s in stats.values())
     n_total = sum(s["pseudo_total"] for s in stats.values())
     manifest = {
-        "format": "afford-correspondence",
-        "format_version": 1,
+        **index,
         "generator": {
             "name": GENERATOR,
             "version": GENERATOR_VERSION,
@@ -682,10 +678,6 @@ def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
         "source": "real",
         "taxonomy": tax.name or tax.source,
         "crop": {"scale": cfg.crop_scale, "size": 224},
-        "categories": sorted({r["category"] for r in records.values()}),
-        "functions": sorted({f for r in records.values() for f in r["functions"]}),
-        "splits": splits,
-        "eval_pairs": "eval_pairs.json",
         "pseudo_labels": {
             "labeler": labeler_name,
             "samples_per_view": cfg.samples,
@@ -696,7 +688,7 @@ def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
         "counts": {
             "assets": len(records),
             "views": sum(r["n_views"] for r in records.values()),
-            "train_assets": len(splits["train"]),
+            "train_assets": len(index["splits"]["train"]),
             "multiview_correspondences": sum(
                 s["multiview_correspondences"] for s in stats.values()
             ),
@@ -715,9 +707,5 @@ def _write_manifest(root, records, stats, cfg, tax, labeler_name) -> None:
             if key in counts:
                 manifest["counts"][key] = counts[key]
     if not (root / "eval_pairs.json").is_file():
-        write_json(
-            root / "eval_pairs.json",
-            {"format": "afford-correspondence-eval", "format_version": 1, "crop_size": 224,
-             "pairs": []},
-        )  # fmt: skip
+        write_json(root / "eval_pairs.json", eval_index([]))
     write_json(root / "dataset.json", manifest)

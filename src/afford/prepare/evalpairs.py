@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from afford.data.correspondence import CorrespondenceDataset, write_eval_pair
+from afford.data.correspondence import CorrespondenceDataset, eval_index, write_eval_pair
 from afford.data.crops import crop_array
 from afford.data.io import read_format_json, read_json, write_json
 from afford.errors import AffordError, DataError, UsageError
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 ALIGNMENTS_FORMAT = "afford-alignments"
 ALIGNMENTS_VERSION = 1
-EVAL_FORMAT = "afford-correspondence-eval"
 EVAL_SPLITS = ("val", "test")
 CROP = 224
 FRAMES = ("normalized", "mesh")
@@ -476,7 +475,7 @@ def write_eval_pairs(
             f"alignments: none of the {len(plan)} pairs has visible part points in both assets "
             f"(failed: {failed}); check the part boxes and the alignment"
         )
-    out = {"format": EVAL_FORMAT, "format_version": 1, "crop_size": CROP, "pairs": entries}
+    out = eval_index(entries)
     write_json(eval_json, out)
     _update_manifest(root, entries, failed)
     return {**out, "failed": failed}

@@ -35,7 +35,7 @@ import trimesh
 from tqdm.auto import tqdm
 
 from afford import __version__
-from afford.data.correspondence import write_asset_arrays
+from afford.data.correspondence import eval_index, write_asset_arrays
 from afford.data.crops import crop_array, crop_image, square_crop_box
 from afford.data.io import (
     output_dir,
@@ -566,10 +566,6 @@ def write_handal_dataset(
         },
         "assets": records,
     }
-    write_json(
-        root / "eval_pairs.json",
-        {"format": "afford-correspondence-eval", "format_version": 1, "crop_size": CROP,
-         "pairs": []},
-    )  # fmt: skip
+    write_json(root / "eval_pairs.json", eval_index([]))
     write_json(root / "dataset.json", manifest)
     return manifest

@@ -31,7 +31,12 @@ import trimesh
 from tqdm.auto import tqdm
 
 from afford import __version__
-from afford.data.correspondence import write_asset_arrays, write_eval_pair
+from afford.data.correspondence import (
+    dataset_index,
+    eval_index,
+    write_asset_arrays,
+    write_eval_pair,
+)
 from afford.data.crops import crop_array, crop_image, square_crop_box
 from afford.data.io import (
     read_image,
@@ -675,16 +680,12 @@ def write_correspondence_dataset(
     entries = [r for r in results if r is not None]
     failed = [p["id"] for p, r in zip(plan, results) if r is None]
 
-    splits = {
-        s: [a for a in sorted(records) if records[a]["split"] == s]
-        for s in ("train", "val", "test")
-    }
+    index = dataset_index(records)
     n_pairs = {s: sum(e["split"] == s for e in entries) for s in ("val", "test")}
     cross = float(np.mean([e["cross_category"] for e in entries])) if entries else 0.0
     iou_n = sum(d["stats"]["pseudo_iou_n"] for d in done)
     manifest = {
-        "format": "afford-correspondence",
-        "format_version": 1,
+        **index,
         "generator": {
             "name": "afford.synth.correspondence",
             "version": GENERATOR_VERSION,
@@ -700,10 +701,6 @@ def write_correspondence_dataset(
         },
         "source": "synthetic",
         "crop": {"scale": cfg.crop_scale, "size": 224},
-        "categories": sorted({r["category"] for r in records.values()}),
-        "functions": sorted({f for r in records.values() for f in r["functions"]}),
-        "splits": splits,
-        "eval_pairs": "eval_pairs.json",
         "pseudo_labels": {
             "labeler": "simulated",
             "samples_per_view": cfg.samples_per_view,
@@ -717,7 +714,7 @@ def write_correspondence_dataset(
         "counts": {
             "assets": len(records),
             "views": len(records) * cfg.views,
-            "train_assets": len(splits["train"]),
+            "train_assets": len(index["splits"]["train"]),
             "eval_pairs": n_pairs,
             "eval_pairs_failed": failed,
             "cross_category_fraction": round(cross, 4),
@@ -733,15 +730,7 @@ def write_correspondence_dataset(
         },
         "assets": records,
     }
-    write_json(
-        root / "eval_pairs.json",
-        {
-            "format": "afford-correspondence-eval",
-            "format_version": 1,
-            "crop_size": 224,
-            "pairs": entries,
-        },
-    )
+    write_json(root / "eval_pairs.json", eval_index(entries))
     write_json(root / "dataset.json", manifest)
     if contact_sheet:
         _contact_sheet(root, records, entries)
