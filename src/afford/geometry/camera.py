@@ -22,10 +22,21 @@ __all__ = [
     "look_at",
     "sphere_cameras",
     "camera_directions",
+    "crop_intrinsics",
     "backproject",
     "project",
     "transform_points",
 ]
+
+
+def crop_intrinsics(K: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """(3, 3) float64 intrinsics of the ``size`` x ``size`` resampled crop
+    ``box = [top, left, side]`` of a view with intrinsics ``K``:
+    ``row_c = (row - top + 0.5) * size / side - 0.5`` (docs/correspondence-format.md)."""
+    top, left, side = (float(x) for x in box)
+    a = size / side
+    A = np.array([[a, 0, (0.5 - left) * a - 0.5], [0, a, (0.5 - top) * a - 0.5], [0, 0, 1.0]])
+    return A @ np.asarray(K, np.float64)
 
 
 def camera_directions(K: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

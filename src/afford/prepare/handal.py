@@ -47,7 +47,7 @@ from afford.data.io import (
     write_json,
 )
 from afford.errors import DataError, UsageError
-from afford.geometry.camera import camera_directions
+from afford.geometry.camera import camera_directions, crop_intrinsics
 from afford.geometry.pseudolabel import PartQuery, pseudo_label_masks
 from afford.geometry.visible import (
     NN_TOL,
@@ -343,15 +343,6 @@ def category_name(root: Path) -> str:
     return name or "object"
 
 
-def _crop_camera(K: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """Intrinsics of the ``size`` x ``size`` resampled crop ``box = [top, left, side]``:
-    ``row_c = (row - top + 0.5) * size / side - 0.5`` (docs/correspondence-format.md)."""
-    top, left, side = (float(x) for x in box)
-    a = size / side
-    A = np.array([[a, 0, (0.5 - left) * a - 0.5], [0, a, (0.5 - top) * a - 0.5], [0, 0, 1.0]])
-    return A @ np.asarray(K, np.float64)
-
-
 def _prepare_out(out: Path, overwrite: bool) -> Path:
     out = output_dir(out, overwrite=overwrite, markers=("dataset.json",))
     if overwrite:
@@ -382,7 +373,7 @@ def _convert_object(
         if not vis.any():
             raise DataError(f"{v.mask_visib}: the object is not visible in this view")
         box = square_crop_box(vis)
-        K = _crop_camera(v.K, box, CROP)
+        K = crop_intrinsics(v.K, box, CROP)
         m = crop_array(vis, box, CROP, fill=False)
         pts = cast_points(mesh, K, v.R, v.t, m)
         m &= np.isfinite(pts).all(-1)

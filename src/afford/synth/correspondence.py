@@ -47,7 +47,7 @@ from afford.data.io import (
     write_json,
 )
 from afford.errors import AffordError
-from afford.geometry.camera import Camera, backproject, sphere_cameras
+from afford.geometry.camera import Camera, backproject, crop_intrinsics, sphere_cameras
 from afford.geometry.curation import curate_pair
 from afford.geometry.pseudolabel import (
     PartQuery,
@@ -199,11 +199,8 @@ def framed_camera(camera: Camera, vertices: np.ndarray, size: int, scale: float 
 
 def reframe_camera(camera: Camera, box: np.ndarray) -> Camera:
     """Same pose, intrinsics zoomed so the crop ``box = [top, left, size]`` becomes the image."""
-    top, left, side = (float(x) for x in box)
     n = camera.width
-    a = n / side
-    A = np.array([[a, 0, (0.5 - left) * a - 0.5], [0, a, (0.5 - top) * a - 0.5], [0, 0, 1.0]])
-    return Camera(A @ camera.K, camera.R, camera.t, n, n)
+    return Camera(crop_intrinsics(camera.K, box, n), camera.R, camera.t, n, n)
 
 
 # ---------------------------------------------------------------------------------------------
