@@ -3,6 +3,7 @@
 import os
 import stat
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,20 @@ def test_remove_entries_deletes_only_the_named_files_and_folders(tmp_path):
     (tmp_path / "keep.txt").write_text("k")
     remove_entries(tmp_path, ["sub", "a.json", "missing"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_write_npz_levels_round_trip_and_are_deterministic(tmp_path):
+    from afford.data.io import read_npz, write_npz
+
+    arrays = {"a": np.arange(5000, dtype=np.float32).reshape(50, 100), "m": np.eye(40, dtype=bool)}
+    default = write_npz(tmp_path / "d.npz", **arrays)
+    fast = write_npz(tmp_path / "f.npz", 1, **arrays)
+    again = write_npz(tmp_path / "g.npz", compresslevel=1, **arrays)
+    for p in (default, fast):
+        back = read_npz(p)
+        assert set(back) == set(arrays)
+        for k, v in arrays.items():
+            assert back[k].dtype == v.dtype and np.array_equal(back[k], v)
+    assert fast.read_bytes() == again.read_bytes()  # fixed timestamps: same bytes
+    with pytest.raises(UsageError, match="compresslevel must be in 1..9"):
+        write_npz(tmp_path / "x.npz", 0, **arrays)

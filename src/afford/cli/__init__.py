@@ -48,6 +48,7 @@ OPTIONAL = {
     "trimesh": "synth",
     "embreex": "synth",
     "rtree": "synth",
+    "threadpoolctl": "synth",
     "skimage": "synth",
     "gradio": "web",
     "onnx": "export",

@@ -60,17 +60,19 @@ def write_asset_arrays(
     geometry: dict[str, np.ndarray],
     pairs: np.ndarray,
     correspondences: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    compresslevel: int | None = None,
 ) -> dict[str, str]:
     """Write an asset's ``views.npz``, ``geometry.npz`` and ``multiview.npz`` into ``folder``
     (docs/correspondence-format.md); ``correspondences`` is ``(src, dst, offsets, part)`` of
     :func:`afford.geometry.visible.pair_correspondences` for the (P, 2) view ``pairs``.
+    ``compresslevel``: the zlib level (:func:`afford.data.io.write_npz`).
     Returns the record's paths ``{"views": "assets/<aid>/views.npz", ...}``."""
     src, dst, offsets, part = correspondences
-    write_npz(folder / "views.npz", **views)
-    write_npz(folder / "geometry.npz", **geometry)
-    write_npz(
-        folder / "multiview.npz", view_pairs=pairs, offsets=offsets, src=src, dst=dst, part=part
-    )
+    z = compresslevel
+    write_npz(folder / "views.npz", z, **views)
+    write_npz(folder / "geometry.npz", z, **geometry)
+    mv = dict(view_pairs=pairs, offsets=offsets, src=src, dst=dst, part=part)
+    write_npz(folder / "multiview.npz", z, **mv)
     return {name: f"assets/{aid}/{name}.npz" for name in ("views", "geometry", "multiview")}
 
 
