@@ -134,9 +134,7 @@ def _run(assets: Path, tax: Path, out: Path, spec: str, workers: int, labelers=N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--assets", type=int, default=16
-    )  # enough for the 2 workers to reach a steady rate
+    ap.add_argument("--assets", type=int, default=16, help="16: 2 workers reach a steady rate")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--owlv2", help="an OWLv2 save_pretrained folder (default: tiny random)")
     ap.add_argument("--no-owlv2", action="store_true", help="skip the labeller-included row")
